@@ -1,0 +1,458 @@
+//! The async connection handle.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::sync::{mpsc, oneshot};
+use tracing::Span;
+
+use crate::error::{Error, Result};
+use crate::options::{ConnectOptions, TransactionBehavior};
+use crate::transaction::Transaction;
+use crate::worker::{self, Job, Message, Shared, Worker};
+
+/// The sending side of a worker's queue (the main one, or a transaction's lease).
+#[derive(Clone)]
+pub(crate) struct Channel {
+    pub(crate) sender: mpsc::Sender<Message>,
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Channel {
+    /// Runs `f` on the worker and waits for its result.
+    pub(crate) async fn run<R, F>(&self, f: F) -> Result<R>
+    where
+        F: FnOnce(&mut Worker) -> Result<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        self.run_or_undo(f, |_, _| {}).await
+    }
+
+    /// Like [`run`](Self::run); when the caller is gone by the time the result is
+    /// ready, `undo` gets it back on the worker (to finalize a parked cursor, ...).
+    ///
+    /// Whatever the request does, if it opened a transaction and then either
+    /// panicked or found its caller gone, the transaction is rolled back: a
+    /// `BEGIN` nobody saw succeed must not stay open.
+    pub(crate) async fn run_or_undo<R, F, U>(&self, f: F, undo: U) -> Result<R>
+    where
+        F: FnOnce(&mut Worker) -> Result<R> + Send + 'static,
+        U: FnOnce(&mut Worker, R) + Send + 'static,
+        R: Send + 'static,
+    {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |w: &mut Worker| {
+            if tx.is_closed() {
+                return; // cancelled before it started
+            }
+            let was_autocommit = w.conn.is_autocommit();
+            let result = match catch_unwind(AssertUnwindSafe(|| f(w))) {
+                Ok(r) => r,
+                Err(payload) => {
+                    if was_autocommit {
+                        w.rollback_if_open("a closure panicked");
+                    }
+                    Err(Error::panic(payload))
+                }
+            };
+            if let Err(unsent) = tx.send(result) {
+                if was_autocommit {
+                    w.rollback_if_open("the caller went away");
+                }
+                if let Ok(value) = unsent {
+                    undo(w, value);
+                }
+            }
+        });
+        let id = self.shared.next_id();
+        let msg = Message::Run {
+            id,
+            span: Span::current(),
+            job,
+        };
+        // try_send first: no future to drive in the common case, and it does
+        // not spend tokio's cooperative budget, which would otherwise leave a
+        // request unqueued (and overtaken by a later close) after ~128 sends
+        // from one task.
+        match self.sender.try_send(msg) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(msg)) => {
+                self.sender.send(msg).await.map_err(|_| Error::Closed)?;
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(Error::Closed),
+        }
+        Reply {
+            rx,
+            id,
+            shared: &self.shared,
+            done: false,
+        }
+        .await
+    }
+}
+
+/// Waits for a request's result; dropped early, it cancels the request.
+struct Reply<'a, R> {
+    rx: oneshot::Receiver<Result<R>>,
+    id: u64,
+    shared: &'a Shared,
+    done: bool,
+}
+
+impl<R> Future for Reply<'_, R> {
+    type Output = Result<R>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<R>> {
+        let r = std::task::ready!(Pin::new(&mut self.rx).poll(cx));
+        self.done = true;
+        // The worker dropped the request without answering: it shut down.
+        Poll::Ready(r.unwrap_or(Err(Error::Closed)))
+    }
+}
+
+impl<R> Drop for Reply<'_, R> {
+    fn drop(&mut self) {
+        if !self.done {
+            // Close first, so a request that has not started sees it and is
+            // skipped; then flag the id, so a running one is interrupted.
+            self.rx.close();
+            self.shared.cancel(self.id);
+        }
+    }
+}
+
+struct Inner {
+    channel: Channel,
+    interrupt: rusqlite::InterruptHandle,
+    path: PathBuf,
+    queue_bound: usize,
+}
+
+/// An async SQLite connection: a cheap, cloneable handle to one worker thread
+/// that owns the `rusqlite::Connection`.
+///
+/// Every method sends one request to the worker's queue and awaits its answer;
+/// requests run one at a time, in the order they were queued. Clones share the
+/// worker. The worker finishes the queued work and closes the database when
+/// [`close`](Connection::close) is called or the last handle is dropped.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> aiolite_conn::Result<()> {
+/// use aiolite_conn::Connection;
+///
+/// let conn = Connection::open_in_memory().await?;
+/// conn.execute_script("CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT, age INTEGER)").await?;
+/// let id = conn.execute_insert("INSERT INTO users(name, age) VALUES (?, ?)", ("Alice", 30)).await?;
+/// let row = conn.fetch_one("SELECT name, age FROM users WHERE id = ?", (id,)).await?;
+/// assert_eq!(row.get::<String, _>("name")?, "Alice");
+/// conn.close().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Connection {
+    inner: Arc<Inner>,
+}
+
+static NEXT_THREAD: AtomicU64 = AtomicU64::new(1);
+
+impl Connection {
+    /// Opens (creating if needed) the database file at `path` with the default
+    /// [`ConnectOptions`]; `":memory:"` opens a private in-memory database.
+    ///
+    /// # Errors
+    /// [`Error::Open`] naming the path when it cannot be opened or configured.
+    ///
+    /// # Cancel safety
+    /// Dropping the future closes the half-opened connection.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Connection> {
+        Self::open_with(ConnectOptions::new(path)).await
+    }
+
+    /// Opens a private in-memory database.
+    ///
+    /// # Errors
+    /// Only if SQLite cannot allocate the database.
+    ///
+    /// # Cancel safety
+    /// Dropping the future closes the half-opened connection.
+    pub async fn open_in_memory() -> Result<Connection> {
+        Self::open_with(ConnectOptions::in_memory()).await
+    }
+
+    pub(crate) async fn open_with(opts: ConnectOptions) -> Result<Connection> {
+        let shared = Arc::new(Shared::default());
+        let name = format!(
+            "aiolite-conn-{}",
+            NEXT_THREAD.fetch_add(1, Ordering::Relaxed)
+        );
+        let path = opts.display_path();
+        let queue_bound = opts.queue_bound;
+        let (sender, interrupt) = worker::spawn(opts, Arc::clone(&shared), name).await?;
+        Ok(Connection {
+            inner: Arc::new(Inner {
+                channel: Channel { sender, shared },
+                interrupt,
+                path,
+                queue_bound,
+            }),
+        })
+    }
+
+    pub(crate) fn channel(&self) -> &Channel {
+        &self.inner.channel
+    }
+
+    /// The path this connection was opened with (`":memory:"` for memory).
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Commits the current transaction; does nothing outside a transaction
+    /// (as `sqlite3.Connection.commit`).
+    ///
+    /// # Errors
+    /// SQLite's error, e.g. a deferred foreign-key violation or `SQLITE_BUSY`.
+    ///
+    /// # Cancel safety
+    /// If dropped after the request was queued, the commit may or may not
+    /// happen.
+    pub async fn commit(&self) -> Result<()> {
+        self.channel().run(|w| w.commit()).await
+    }
+
+    /// Rolls back the current transaction; does nothing outside a transaction.
+    ///
+    /// # Errors
+    /// SQLite's error.
+    ///
+    /// # Cancel safety
+    /// If dropped after the request was queued, the rollback may or may not
+    /// happen.
+    pub async fn rollback(&self) -> Result<()> {
+        self.channel().run(|w| w.rollback()).await
+    }
+
+    /// Whether a transaction is open (`!sqlite3_get_autocommit`).
+    ///
+    /// # Errors
+    /// [`Error::Closed`].
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn in_transaction(&self) -> Result<bool> {
+        self.channel().run(|w| Ok(!w.conn.is_autocommit())).await
+    }
+
+    /// Rows changed by INSERT, UPDATE and DELETE since the connection opened.
+    ///
+    /// # Errors
+    /// [`Error::Closed`].
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn total_changes(&self) -> Result<u64> {
+        self.channel().run(|w| Ok(w.conn.total_changes())).await
+    }
+
+    /// The rowid of the last successful INSERT on this connection.
+    /// Prefer [`execute_insert`](Connection::execute_insert), which returns the
+    /// rowid of its own insert even when other tasks share the connection.
+    ///
+    /// # Errors
+    /// [`Error::Closed`].
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn last_insert_rowid(&self) -> Result<i64> {
+        self.channel().run(|w| Ok(w.conn.last_insert_rowid())).await
+    }
+
+    /// Interrupts whatever statement is running now (`sqlite3_interrupt`); it
+    /// fails with an error for which [`Error::is_interrupted`] is true. Does not
+    /// go through the queue.
+    ///
+    /// To stop one request of yours, drop its future instead: that is scoped to
+    /// the request and cannot hit the next one.
+    pub fn interrupt(&self) {
+        self.inner.interrupt.interrupt();
+    }
+
+    /// Begins a `DEFERRED` transaction and returns its guard.
+    ///
+    /// While the guard is alive it owns the connection: requests from other
+    /// handles wait until it commits, rolls back or is dropped, so no other
+    /// task's statement can land inside it. **Do not await requests on the
+    /// connection itself while holding the guard in the same task**: they wait
+    /// for the guard; use the guard's own methods.
+    ///
+    /// ```
+    /// # async fn demo(conn: aiolite_conn::Connection) -> aiolite_conn::Result<()> {
+    /// let tx = conn.begin().await?;
+    /// tx.execute("UPDATE accounts SET balance = balance - 10 WHERE id = 1", ()).await?;
+    /// tx.execute("UPDATE accounts SET balance = balance + 10 WHERE id = 2", ()).await?;
+    /// tx.commit().await?; // dropped without commit: rolled back
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// SQLite's error; "cannot start a transaction within a transaction" if
+    /// one was opened with `execute("BEGIN")`.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: if the future is dropped, a transaction it began is rolled
+    /// back and the connection is released.
+    pub async fn begin(&self) -> Result<Transaction> {
+        self.begin_with(TransactionBehavior::Deferred).await
+    }
+
+    /// Begins a transaction with the given locking behavior; see
+    /// [`begin`](Connection::begin).
+    ///
+    /// # Errors
+    /// As [`begin`](Connection::begin); `SQLITE_BUSY` for `Immediate` or
+    /// `Exclusive` when another connection keeps the write lock past the busy
+    /// timeout.
+    ///
+    /// # Cancel safety
+    /// Cancel safe, as [`begin`](Connection::begin).
+    pub async fn begin_with(&self, behavior: TransactionBehavior) -> Result<Transaction> {
+        let (lease_tx, lease_rx) = mpsc::channel(self.inner.queue_bound);
+        self.channel()
+            .run(move |w| {
+                w.conn.execute_batch(behavior.begin_sql())?;
+                w.lease = Some(lease_rx);
+                Ok(())
+            })
+            .await?;
+        let channel = Channel {
+            sender: lease_tx,
+            shared: Arc::clone(&self.channel().shared),
+        };
+        Ok(Transaction::new(self.clone(), channel))
+    }
+
+    /// Runs `f` inside a `DEFERRED` transaction on the worker thread: commits
+    /// when it returns `Ok`, rolls back when it returns `Err` or panics.
+    ///
+    /// ```
+    /// # async fn demo(conn: aiolite_conn::Connection) -> aiolite_conn::Result<()> {
+    /// let moved = conn
+    ///     .transaction(|tx| {
+    ///         tx.execute("UPDATE accounts SET balance = balance - 10 WHERE id = 1", [])?;
+    ///         tx.execute("UPDATE accounts SET balance = balance + 10 WHERE id = 2", [])?;
+    ///         Ok::<_, aiolite_conn::Error>(10)
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// `f`'s error, or SQLite's (converted into `E`), or [`Error::Panic`].
+    ///
+    /// # Cancel safety
+    /// If the future is dropped before the transaction starts, it never runs;
+    /// once running it completes (commit or rollback) on the worker.
+    pub async fn transaction<F, T, E>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<Error> + Send + 'static,
+    {
+        self.transaction_with(TransactionBehavior::Deferred, f)
+            .await
+    }
+
+    /// [`transaction`](Connection::transaction) with a chosen locking behavior.
+    ///
+    /// # Errors
+    /// As [`transaction`](Connection::transaction).
+    ///
+    /// # Cancel safety
+    /// As [`transaction`](Connection::transaction).
+    pub async fn transaction_with<F, T, E>(
+        &self,
+        behavior: TransactionBehavior,
+        f: F,
+    ) -> Result<T, E>
+    where
+        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<Error> + Send + 'static,
+    {
+        let behavior = match behavior {
+            TransactionBehavior::Deferred => rusqlite::TransactionBehavior::Deferred,
+            TransactionBehavior::Immediate => rusqlite::TransactionBehavior::Immediate,
+            TransactionBehavior::Exclusive => rusqlite::TransactionBehavior::Exclusive,
+        };
+        let r = self
+            .channel()
+            .run(move |w| {
+                let tx = w.conn.transaction_with_behavior(behavior)?;
+                match f(&tx) {
+                    Ok(v) => {
+                        tx.commit()?;
+                        Ok(Ok(v))
+                    }
+                    // Dropping `tx` rolls back.
+                    Err(e) => Ok(Err(e)),
+                }
+            })
+            .await;
+        r.unwrap_or_else(|e| Err(E::from(e)))
+    }
+
+    /// Closes the connection: the requests queued before this call still run,
+    /// then the database is closed and the worker thread exits. Calling it
+    /// again is a no-op; every other call afterwards fails with
+    /// [`Error::Closed`].
+    ///
+    /// # Errors
+    /// The error SQLite reports when closing.
+    ///
+    /// # Cancel safety
+    /// The close happens even if the future is dropped.
+    pub async fn close(&self) -> Result<()> {
+        self.channel().shared.closed.store(true, Ordering::Release);
+        let (tx, rx) = oneshot::channel();
+        if self
+            .channel()
+            .sender
+            .send(Message::Close(tx))
+            .await
+            .is_err()
+        {
+            return Ok(()); // already closed
+        }
+        rx.await.unwrap_or(Ok(()))
+    }
+
+    /// Whether [`close`](Connection::close) was called or the worker is gone.
+    pub fn is_closed(&self) -> bool {
+        self.channel().shared.closed.load(Ordering::Acquire) || self.channel().sender.is_closed()
+    }
+}
+
+crate::query_methods::impl_query_methods!(Connection);
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("path", &self.inner.path)
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+/// SQL text as the query methods take it: a `&'static str` is not copied.
+pub(crate) type Sql = Cow<'static, str>;

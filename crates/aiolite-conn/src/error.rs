@@ -1,0 +1,472 @@
+//! The one error type of the connection layer.
+
+use std::any::Any;
+use std::fmt;
+use std::path::PathBuf;
+
+use rusqlite::ffi;
+pub use rusqlite::ErrorCode;
+
+/// `Result` with [`Error`] as the default error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong talking to SQLite through aiolite.
+///
+/// SQLite's primary and extended result codes are kept ([`Error::code`],
+/// [`Error::extended_code`]), and so is the SQL that failed where it is known
+/// ([`Error::sql`]). Branch on the helpers ([`Error::is_busy`],
+/// [`Error::is_unique_violation`], ...) or on [`Error::kind`], which sorts errors
+/// into the classes Python's `sqlite3` and aiosqlite raise.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// SQLite returned an error code.
+    #[error("{message}{}", SqlSuffix(sql.as_deref()))]
+    Sqlite {
+        /// The primary result code.
+        code: ErrorCode,
+        /// The extended result code (`SQLITE_CONSTRAINT_UNIQUE`, ...).
+        extended_code: i32,
+        /// SQLite's own message (`sqlite3_errmsg`).
+        message: String,
+        /// The statement that failed, where known.
+        sql: Option<String>,
+    },
+
+    /// The database file could not be opened or configured.
+    #[error("cannot open database {}: {message}", path.display())]
+    Open {
+        /// The path given to `open`.
+        path: PathBuf,
+        /// The primary result code.
+        code: ErrorCode,
+        /// The extended result code.
+        extended_code: i32,
+        /// SQLite's message.
+        message: String,
+    },
+
+    /// The connection was closed (by [`close`](crate::Connection::close), or its
+    /// worker thread is gone). Every call after a close returns this error.
+    #[error("the connection is closed")]
+    Closed,
+
+    /// The request was dropped by the connection before it ran: the
+    /// transaction or stream it belonged to had already ended.
+    #[error("the request was cancelled: {0}")]
+    Cancelled(&'static str),
+
+    /// A user closure (`call`, `query_map`, `transaction`, the init hook)
+    /// panicked on the worker thread. The worker survives; a transaction the
+    /// closure opened was rolled back.
+    #[error("a closure panicked on the connection's worker thread: {message}")]
+    Panic {
+        /// The panic payload, when it was a string.
+        message: String,
+    },
+
+    /// A column value could not be converted to the requested Rust type.
+    #[error("cannot read column {column:?} (index {index}) as {expected}: found {found}")]
+    Decode {
+        /// Zero-based column index.
+        index: usize,
+        /// Column name.
+        column: String,
+        /// The Rust type asked for.
+        expected: &'static str,
+        /// What SQLite had: `NULL`, `INTEGER`, `REAL`, `TEXT`, `BLOB`, or why the
+        /// value did not fit (out of range, invalid UTF-8, ...).
+        found: String,
+    },
+
+    /// No column of that name in the row.
+    #[error("no column named {0:?} in the result")]
+    ColumnNotFound(String),
+
+    /// A column index past the end of the row.
+    #[error("column index {index} is out of range: the result has {len} columns")]
+    ColumnIndexOutOfRange {
+        /// The index asked for.
+        index: usize,
+        /// The number of columns.
+        len: usize,
+    },
+
+    /// The statement takes a different number of parameters than were given.
+    #[error("the statement takes {expected} parameter(s) but {given} were given{}", SqlSuffix(sql.as_deref()))]
+    ParameterCount {
+        /// Parameters in the SQL text.
+        expected: usize,
+        /// Parameters supplied.
+        given: usize,
+        /// The statement.
+        sql: Option<String>,
+    },
+
+    /// A named parameter is missing from the statement, or the statement has a
+    /// named parameter that was not supplied.
+    #[error("{0}")]
+    ParameterName(String),
+
+    /// More than one statement was given where one is expected.
+    #[error("only one statement can be run here, but the SQL holds more (use execute_script for several){}", SqlSuffix(Some(sql)))]
+    MultipleStatements {
+        /// The SQL text.
+        sql: String,
+    },
+
+    /// The SQL text holds a NUL byte. SQLite would stop reading at it and run
+    /// only the part before it (`UPDATE t SET x = 1 \0 WHERE id = 2` would
+    /// update every row), so it is refused before prepare.
+    #[error("the SQL text holds a NUL byte at offset {offset}")]
+    NulInSql {
+        /// Byte offset of the first NUL.
+        offset: usize,
+    },
+
+    /// `fetch_one` found no row.
+    #[error("the query returned no rows{}", SqlSuffix(sql.as_deref()))]
+    NoRows {
+        /// The statement.
+        sql: Option<String>,
+    },
+
+    /// Invalid connect options or `sqlite:` URL.
+    #[error("invalid connect options: {0}")]
+    Options(String),
+
+    /// Any other error reported by rusqlite.
+    #[error(transparent)]
+    Rusqlite(rusqlite::Error),
+}
+
+/// The classes of error Python's `sqlite3` module (and so aiosqlite) raises,
+/// for code ported from it.
+///
+/// | aiosqlite / sqlite3 | `ErrorKind` | typical cause |
+/// |---|---|---|
+/// | `IntegrityError` | `Integrity` | UNIQUE, NOT NULL, CHECK, FOREIGN KEY constraint |
+/// | `OperationalError` | `Operational` | locked/busy, I/O, disk full, read-only, interrupted, cannot open, syntax error, no such table |
+/// | `ProgrammingError` | `Programming` | wrong parameter count or name, several statements, NUL in SQL, closed connection |
+/// | `DataError` | `Data` | value too big, a column that cannot become the requested type |
+/// | `InterfaceError` | `Interface` | misuse of the SQLite API |
+/// | `InternalError` | `Internal` | SQLite internal error, a panic in a user closure |
+/// | `DatabaseError` | `Database` | corruption, not a database, anything else |
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// `sqlite3.IntegrityError`.
+    Integrity,
+    /// `sqlite3.OperationalError`.
+    Operational,
+    /// `sqlite3.ProgrammingError`.
+    Programming,
+    /// `sqlite3.DataError`.
+    Data,
+    /// `sqlite3.InterfaceError`.
+    Interface,
+    /// `sqlite3.InternalError`.
+    Internal,
+    /// `sqlite3.DatabaseError`.
+    Database,
+}
+
+impl Error {
+    /// SQLite's primary result code, if SQLite produced this error.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            Error::Sqlite { code, .. } | Error::Open { code, .. } => Some(*code),
+            Error::Rusqlite(rusqlite::Error::SqliteFailure(e, _)) => Some(e.code),
+            _ => None,
+        }
+    }
+
+    /// SQLite's extended result code (`SQLITE_CONSTRAINT_UNIQUE` = 2067, ...).
+    pub fn extended_code(&self) -> Option<i32> {
+        match self {
+            Error::Sqlite { extended_code, .. } | Error::Open { extended_code, .. } => {
+                Some(*extended_code)
+            }
+            Error::Rusqlite(rusqlite::Error::SqliteFailure(e, _)) => Some(e.extended_code),
+            _ => None,
+        }
+    }
+
+    /// The SQL text that failed, when known.
+    pub fn sql(&self) -> Option<&str> {
+        match self {
+            Error::Sqlite { sql, .. }
+            | Error::ParameterCount { sql, .. }
+            | Error::NoRows { sql } => sql.as_deref(),
+            Error::MultipleStatements { sql } => Some(sql),
+            _ => None,
+        }
+    }
+
+    /// `SQLITE_BUSY` or `SQLITE_LOCKED`: another connection holds a lock and the
+    /// busy timeout ran out ("database is locked").
+    pub fn is_busy(&self) -> bool {
+        matches!(
+            self.code(),
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+        )
+    }
+
+    /// Any constraint violation (`SQLITE_CONSTRAINT`).
+    pub fn is_constraint(&self) -> bool {
+        self.code() == Some(ErrorCode::ConstraintViolation)
+    }
+
+    /// A UNIQUE or PRIMARY KEY constraint failed.
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(
+            self.extended_code(),
+            Some(ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
+        )
+    }
+
+    /// A FOREIGN KEY constraint failed.
+    pub fn is_foreign_key_violation(&self) -> bool {
+        self.extended_code() == Some(ffi::SQLITE_CONSTRAINT_FOREIGNKEY)
+    }
+
+    /// The statement was interrupted (`interrupt()`, or its caller went away).
+    pub fn is_interrupted(&self) -> bool {
+        self.code() == Some(ErrorCode::OperationInterrupted)
+    }
+
+    /// The connection is closed.
+    pub fn is_closed(&self) -> bool {
+        matches!(self, Error::Closed)
+    }
+
+    /// The class Python's `sqlite3` would raise for this error.
+    pub fn kind(&self) -> ErrorKind {
+        if let Some(code) = self.code() {
+            return kind_of_code(code);
+        }
+        match self {
+            Error::Decode { .. } => ErrorKind::Data,
+            Error::Panic { .. } => ErrorKind::Internal,
+            Error::Rusqlite(rusqlite::Error::ToSqlConversionFailure(_)) => ErrorKind::Interface,
+            Error::Rusqlite(_) => ErrorKind::Database,
+            Error::Options(_) | Error::Cancelled(_) => ErrorKind::Operational,
+            _ => ErrorKind::Programming,
+        }
+    }
+
+    pub(crate) fn panic(payload: Box<dyn Any + Send>) -> Error {
+        let message = if let Some(s) = payload.downcast_ref::<&'static str>() {
+            (*s).to_owned()
+        } else if let Some(s) = payload.downcast_ref::<String>() {
+            s.clone()
+        } else {
+            "non-string panic payload".to_owned()
+        };
+        Error::Panic { message }
+    }
+
+    /// Fills in the failing SQL where the error has room for it and lacks it.
+    pub(crate) fn attach_sql(mut self, text: &str) -> Error {
+        match &mut self {
+            Error::Sqlite { sql, .. }
+            | Error::ParameterCount { sql, .. }
+            | Error::NoRows { sql }
+                if sql.is_none() =>
+            {
+                *sql = Some(text.to_owned());
+            }
+            Error::MultipleStatements { sql } if sql.is_empty() => *sql = text.to_owned(),
+            _ => {}
+        }
+        self
+    }
+
+    /// Converts a rusqlite error, attaching the SQL that produced it.
+    pub(crate) fn with_sql(err: rusqlite::Error, sql: &str) -> Error {
+        match err {
+            rusqlite::Error::SqliteFailure(e, message) => Error::Sqlite {
+                code: e.code,
+                extended_code: e.extended_code,
+                message: message.unwrap_or_else(|| e.to_string()),
+                sql: Some(sql.to_owned()),
+            },
+            rusqlite::Error::SqlInputError {
+                error, msg, offset, ..
+            } => Error::Sqlite {
+                code: error.code,
+                extended_code: error.extended_code,
+                message: format!("{msg} (at offset {offset})"),
+                sql: Some(sql.to_owned()),
+            },
+            rusqlite::Error::MultipleStatement => Error::MultipleStatements {
+                sql: sql.to_owned(),
+            },
+            rusqlite::Error::InvalidParameterCount(given, expected) => Error::ParameterCount {
+                expected,
+                given,
+                sql: Some(sql.to_owned()),
+            },
+            rusqlite::Error::QueryReturnedNoRows => Error::NoRows {
+                sql: Some(sql.to_owned()),
+            },
+            other => Error::from(other),
+        }
+    }
+}
+
+fn kind_of_code(code: ErrorCode) -> ErrorKind {
+    // The same table CPython's Modules/_sqlite/util.c uses.
+    match code {
+        ErrorCode::InternalMalfunction | ErrorCode::NotFound => ErrorKind::Internal,
+        ErrorCode::ConstraintViolation | ErrorCode::TypeMismatch => ErrorKind::Integrity,
+        ErrorCode::TooBig => ErrorKind::Data,
+        ErrorCode::ApiMisuse | ErrorCode::ParameterOutOfRange => ErrorKind::Interface,
+        ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => ErrorKind::Database,
+        ErrorCode::OutOfMemory => ErrorKind::Internal,
+        ErrorCode::Unknown => ErrorKind::Operational,
+        _ => ErrorKind::Operational,
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(err: rusqlite::Error) -> Error {
+        match err {
+            rusqlite::Error::SqliteFailure(e, message) => Error::Sqlite {
+                code: e.code,
+                extended_code: e.extended_code,
+                message: message.unwrap_or_else(|| e.to_string()),
+                sql: None,
+            },
+            rusqlite::Error::SqlInputError {
+                error, msg, sql, ..
+            } => Error::Sqlite {
+                code: error.code,
+                extended_code: error.extended_code,
+                message: msg,
+                sql: Some(sql),
+            },
+            rusqlite::Error::InvalidParameterCount(given, expected) => Error::ParameterCount {
+                expected,
+                given,
+                sql: None,
+            },
+            rusqlite::Error::QueryReturnedNoRows => Error::NoRows { sql: None },
+            rusqlite::Error::InvalidColumnName(name) => Error::ColumnNotFound(name),
+            rusqlite::Error::InvalidParameterName(name) => {
+                Error::ParameterName(format!("the statement has no parameter named {name:?}"))
+            }
+            rusqlite::Error::InvalidColumnType(index, column, ty) => Error::Decode {
+                index,
+                column,
+                expected: "the requested type",
+                found: sql_type_name(ty).to_owned(),
+            },
+            rusqlite::Error::IntegralValueOutOfRange(index, value) => Error::Decode {
+                index,
+                column: String::new(),
+                expected: "a narrower integer",
+                found: format!("INTEGER {value} (out of range)"),
+            },
+            rusqlite::Error::MultipleStatement => Error::MultipleStatements { sql: String::new() },
+            rusqlite::Error::UnwindingPanic => Error::Panic {
+                message: "a callback panicked inside SQLite".to_owned(),
+            },
+            other => Error::Rusqlite(other),
+        }
+    }
+}
+
+pub(crate) fn sql_type_name(ty: rusqlite::types::Type) -> &'static str {
+    use rusqlite::types::Type;
+    match ty {
+        Type::Null => "NULL",
+        Type::Integer => "INTEGER",
+        Type::Real => "REAL",
+        Type::Text => "TEXT",
+        Type::Blob => "BLOB",
+    }
+}
+
+/// Appends ` (in: <sql>)` to a message when the SQL is known.
+struct SqlSuffix<'a>(Option<&'a str>);
+
+impl fmt::Display for SqlSuffix<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(sql) if !sql.is_empty() => {
+                const MAX: usize = 200;
+                if sql.len() > MAX {
+                    let cut = (0..=MAX)
+                        .rev()
+                        .find(|&i| sql.is_char_boundary(i))
+                        .unwrap_or(0);
+                    write!(f, " (in: {}...)", &sql[..cut])
+                } else {
+                    write!(f, " (in: {sql})")
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constraint_errors_are_integrity_errors() {
+        let conn = rusqlite::Connection::open_in_memory().expect("open");
+        conn.execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, r INTEGER REFERENCES t(id)); PRAGMA foreign_keys=ON; INSERT INTO t VALUES (1, NULL)")
+            .expect("schema");
+        let dup = Error::with_sql(
+            conn.execute("INSERT INTO t VALUES (1, NULL)", [])
+                .expect_err("must fail"),
+            "INSERT",
+        );
+        assert!(dup.is_unique_violation());
+        assert!(dup.is_constraint());
+        assert!(!dup.is_foreign_key_violation());
+        assert_eq!(dup.kind(), ErrorKind::Integrity);
+        assert_eq!(dup.sql(), Some("INSERT"));
+
+        let fk = Error::from(
+            conn.execute("INSERT INTO t VALUES (2, 99)", [])
+                .expect_err("must fail"),
+        );
+        assert!(fk.is_foreign_key_violation());
+        assert!(!fk.is_unique_violation());
+    }
+
+    #[test]
+    fn syntax_errors_are_operational_and_carry_sql() {
+        let conn = rusqlite::Connection::open_in_memory().expect("open");
+        let err = Error::with_sql(conn.prepare("SELEC 1").expect_err("must fail"), "SELEC 1");
+        assert_eq!(err.kind(), ErrorKind::Operational);
+        assert_eq!(err.code(), Some(ErrorCode::Unknown));
+        assert!(err.to_string().contains("syntax error"), "{err}");
+        assert!(err.to_string().contains("SELEC 1"), "{err}");
+    }
+
+    #[test]
+    fn programming_errors() {
+        assert_eq!(Error::Closed.kind(), ErrorKind::Programming);
+        assert_eq!(Error::NulInSql { offset: 3 }.kind(), ErrorKind::Programming);
+        assert_eq!(
+            Error::Panic {
+                message: "x".into()
+            }
+            .kind(),
+            ErrorKind::Internal
+        );
+    }
+
+    #[test]
+    fn long_sql_is_shortened_in_messages() {
+        let sql = "é".repeat(300);
+        let msg = Error::MultipleStatements { sql }.to_string();
+        assert!(msg.ends_with("...)"), "{msg}");
+        assert!(msg.len() < 400, "{} bytes", msg.len());
+    }
+}

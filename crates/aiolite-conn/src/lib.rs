@@ -1,0 +1,30 @@
+//! The async connection behind [aiolite](https://docs.rs/aiolite): one worker
+//! thread per connection, fed by a request queue. Not for direct use; depend on
+//! `aiolite`, which re-exports everything here.
+//!
+//! A [`Connection`] is a cheap `Clone + Send + Sync` handle. Opening it spawns
+//! one named OS thread (`aiolite-conn-N`) that owns the `rusqlite::Connection`;
+//! every async method becomes one request on that thread's queue.
+
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+#![deny(rustdoc::broken_intra_doc_links)]
+
+mod connection;
+mod error;
+mod options;
+mod params;
+mod query_methods;
+mod row;
+mod stream;
+mod transaction;
+mod worker;
+
+pub use connection::Connection;
+pub use error::{Error, ErrorCode, ErrorKind, Result};
+pub use options::{ConnectOptions, JournalMode, Synchronous, TransactionBehavior};
+pub use params::{NamedParams, Params};
+pub use row::{Column, Row, RowIndex};
+pub use rusqlite;
+pub use rusqlite::types::Value;
+pub use stream::RowStream;
+pub use transaction::Transaction;

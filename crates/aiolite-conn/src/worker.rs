@@ -1,0 +1,709 @@
+//! The worker thread: it owns the `rusqlite::Connection` and serves the request
+//! queue, one request at a time, in order.
+//!
+//! Requests are boxed closures. Each one carries its caller's tracing span and a
+//! per-connection id: the id scopes cancellation, so a request whose caller went
+//! away is skipped if it has not started and interrupted (through the progress
+//! handler, which compares ids) if it is running, and an interrupt meant for one
+//! request can never stop the next.
+
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use rusqlite::{CachedStatement, Statement};
+use self_cell::{self_cell, MutBorrow};
+use tokio::sync::{mpsc, oneshot};
+use tracing::Span;
+
+use crate::error::{Error, Result};
+use crate::options::{ConnectOptions, TransactionBehavior};
+use crate::params::Params;
+use crate::row::{columns_of, Column, Columns, Row};
+
+/// A request: runs on the worker with the worker's state.
+pub(crate) type Job = Box<dyn FnOnce(&mut Worker) + Send>;
+
+pub(crate) enum Message {
+    Run {
+        id: u64,
+        span: Span,
+        job: Job,
+    },
+    Close(oneshot::Sender<Result<()>>),
+    /// Nothing to do; lets an idle worker notice dropped cursors.
+    Wake,
+}
+
+/// How often (in SQLite VM instructions) a running statement checks whether its
+/// caller is gone. A point query never reaches it; a scan checks every few µs.
+const CANCEL_CHECK_OPS: i32 = 1000;
+
+/// State shared by the handles and the worker.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    next_id: AtomicU64,
+    running: AtomicU64,
+    cancel_pending: AtomicBool,
+    cancelled: Mutex<Vec<u64>>,
+    pub(crate) closed: AtomicBool,
+    dropped_pending: AtomicBool,
+    dropped_cursors: Mutex<Vec<u64>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Shared {
+    pub(crate) fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Called when the future waiting for request `id` is dropped, after its
+    /// reply receiver is gone: if the request is running, the progress handler
+    /// stops it; if it has not started, the worker skips it anyway.
+    pub(crate) fn cancel(&self, id: u64) {
+        lock(&self.cancelled).push(id);
+        self.cancel_pending.store(true, Ordering::Release);
+    }
+
+    fn should_interrupt(&self) -> bool {
+        self.cancel_pending.load(Ordering::Acquire)
+            && lock(&self.cancelled).contains(&self.running.load(Ordering::Relaxed))
+    }
+
+    /// A stream was dropped: its parked statement must be finalized.
+    pub(crate) fn drop_cursor(&self, cursor: u64) {
+        lock(&self.dropped_cursors).push(cursor);
+        self.dropped_pending.store(true, Ordering::Release);
+    }
+}
+
+/// SQLite 3.51.1 (the one rusqlite 0.38 bundles) can deadlock the process when
+/// one thread closes the last connection to a WAL file while another opens it
+/// (rusqlite#1860, fixed in 3.51.2). Every open and close in this process
+/// takes this lock.
+static OPEN_CLOSE: Mutex<()> = Mutex::new(());
+
+fn open_close_lock() -> MutexGuard<'static, ()> {
+    lock(&OPEN_CLOSE)
+}
+
+type RowsOf<'stmt> = rusqlite::Rows<'stmt>;
+
+self_cell!(
+    struct StatementRows<'conn> {
+        owner: MutBorrow<Statement<'conn>>,
+        #[covariant]
+        dependent: RowsOf,
+    }
+);
+
+type StatementRowsOf<'conn> = StatementRows<'conn>;
+
+self_cell!(
+    /// A statement parked between two chunks of a stream, with the connection
+    /// alias it was prepared on.
+    struct Cursor {
+        owner: Rc<rusqlite::Connection>,
+        #[not_covariant]
+        dependent: StatementRowsOf,
+    }
+);
+
+struct Parked {
+    cursor: Cursor,
+    columns: Columns,
+}
+
+/// A chunk of a stream's rows; `cursor` is `None` once the result is exhausted.
+pub(crate) struct Chunk {
+    pub(crate) rows: Vec<Row>,
+    pub(crate) cursor: Option<u64>,
+}
+
+/// What a request sees: the connection and the worker's bookkeeping.
+pub(crate) struct Worker {
+    // Field order is drop order: parked statements go before the alias they
+    // were prepared on, and both before the connection.
+    cursors: HashMap<u64, Parked>,
+    alias: Rc<rusqlite::Connection>,
+    pub(crate) conn: rusqlite::Connection,
+    shared: Arc<Shared>,
+    chunk_size: usize,
+    isolation_level: Option<TransactionBehavior>,
+    slow_statement: Duration,
+    next_cursor: u64,
+    /// Set by a `begin` request: serve this channel alone until the lease ends.
+    pub(crate) lease: Option<mpsc::Receiver<Message>>,
+    /// Set by the request that ends the lease (commit or rollback).
+    pub(crate) end_lease: bool,
+}
+
+/// Spawns the worker thread, which opens and configures the connection.
+/// Returns once the connection is open (or failed to).
+pub(crate) async fn spawn(
+    opts: ConnectOptions,
+    shared: Arc<Shared>,
+    thread_name: String,
+) -> Result<(mpsc::Sender<Message>, rusqlite::InterruptHandle)> {
+    let (tx, rx) = mpsc::channel(opts.queue_bound);
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let path = opts.display_path();
+    std::thread::Builder::new()
+        .name(thread_name)
+        .spawn(move || {
+            let worker = match Worker::open(&opts, shared) {
+                Ok(w) => w,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            let interrupt = worker.conn.get_interrupt_handle();
+            if ready_tx.send(Ok(interrupt)).is_err() {
+                // The opener went away: nobody can use this connection.
+                let _ = worker.finish();
+                return;
+            }
+            worker.serve(rx);
+        })
+        .map_err(|e| Error::Open {
+            path,
+            code: rusqlite::ErrorCode::Unknown,
+            extended_code: 0,
+            message: format!("cannot spawn the worker thread: {e}"),
+        })?;
+    let interrupt = ready_rx.await.map_err(|_| Error::Closed)??;
+    Ok((tx, interrupt))
+}
+
+impl Worker {
+    fn open(opts: &ConnectOptions, shared: Arc<Shared>) -> Result<Worker> {
+        let path = opts.display_path();
+        let open_error = |e: rusqlite::Error| match e {
+            rusqlite::Error::SqliteFailure(f, msg) => Error::Open {
+                path: path.clone(),
+                code: f.code,
+                extended_code: f.extended_code,
+                message: msg.unwrap_or_else(|| f.to_string()),
+            },
+            other => Error::Open {
+                path: path.clone(),
+                code: rusqlite::ErrorCode::Unknown,
+                extended_code: 0,
+                message: other.to_string(),
+            },
+        };
+        let mut conn = {
+            let _guard = open_close_lock();
+            let conn = rusqlite::Connection::open_with_flags(&path, opts.open_flags())
+                .map_err(open_error)?;
+            // The first pragmas touch the file; keep them under the lock too.
+            if let Err(e) = configure(&conn, opts) {
+                let _ = conn.close();
+                return Err(match e {
+                    Error::Sqlite {
+                        code,
+                        extended_code,
+                        message,
+                        ..
+                    } => Error::Open {
+                        path,
+                        code,
+                        extended_code,
+                        message,
+                    },
+                    other => other,
+                });
+            }
+            conn
+        };
+        if let Some(init) = &opts.init {
+            let r = catch_unwind(AssertUnwindSafe(|| init(&mut conn)));
+            let r = match r {
+                Ok(r) => r.map_err(Error::from),
+                Err(p) => Err(Error::panic(p)),
+            };
+            if let Err(e) = r {
+                let _guard = open_close_lock();
+                let _ = conn.close();
+                return Err(e);
+            }
+        }
+        let probe = Arc::clone(&shared);
+        conn.progress_handler(CANCEL_CHECK_OPS, Some(move || probe.should_interrupt()))?;
+        // SAFETY: the alias is a second, non-owning `rusqlite::Connection` over
+        // the same `sqlite3*`. It is used only on this thread, only to prepare
+        // the statements parked by streams, so that `call` can still hand out
+        // `&mut rusqlite::Connection` while a stream is open. It never closes
+        // the handle, and `Worker`'s field order drops the parked statements and
+        // the alias before `conn`, which owns and closes the handle.
+        #[allow(unsafe_code)]
+        let alias = unsafe { rusqlite::Connection::from_handle(conn.handle())? };
+        Ok(Worker {
+            cursors: HashMap::new(),
+            alias: Rc::new(alias),
+            conn,
+            shared,
+            chunk_size: opts.iter_chunk_size,
+            isolation_level: opts.isolation_level,
+            slow_statement: opts.slow_statement,
+            next_cursor: 0,
+            lease: None,
+            end_lease: false,
+        })
+    }
+
+    fn serve(mut self, mut rx: mpsc::Receiver<Message>) {
+        let close_reply = loop {
+            let msg = match rx.try_recv() {
+                Ok(m) => m,
+                Err(mpsc::error::TryRecvError::Empty) => match rx.blocking_recv() {
+                    Some(m) => m,
+                    None => break None,
+                },
+                Err(mpsc::error::TryRecvError::Disconnected) => break None,
+            };
+            match msg {
+                Message::Run { id, span, job } => {
+                    self.run(id, span, job);
+                    if let Some(lease) = self.lease.take() {
+                        self.serve_lease(lease);
+                    }
+                }
+                Message::Close(reply) => break Some(reply),
+                Message::Wake => self.reap_cursors(),
+            }
+        };
+        self.shared.closed.store(true, Ordering::Release);
+        rx.close();
+        let mut other_closers = Vec::new();
+        while let Ok(msg) = rx.try_recv() {
+            // Requests queued after the close are dropped: their callers get
+            // `Error::Closed`. Concurrent closes succeed.
+            if let Message::Close(reply) = msg {
+                other_closers.push(reply);
+            }
+        }
+        let result = self.finish();
+        if let Err(e) = &result {
+            tracing::warn!(error = %e, "closing the connection failed");
+        }
+        if let Some(reply) = close_reply {
+            let _ = reply.send(result);
+        }
+        for reply in other_closers {
+            let _ = reply.send(Ok(()));
+        }
+    }
+
+    /// Serves a transaction's lease channel until the lease ends. When the
+    /// `Transaction` guard is dropped without commit or rollback, its channel
+    /// closes and the transaction is rolled back here.
+    fn serve_lease(&mut self, mut rx: mpsc::Receiver<Message>) {
+        self.end_lease = false;
+        loop {
+            let msg = match rx.try_recv() {
+                Ok(m) => Some(m),
+                Err(mpsc::error::TryRecvError::Empty) => rx.blocking_recv(),
+                Err(mpsc::error::TryRecvError::Disconnected) => None,
+            };
+            match msg {
+                Some(Message::Run { id, span, job }) => {
+                    self.run(id, span, job);
+                    if self.end_lease {
+                        self.end_lease = false;
+                        return;
+                    }
+                }
+                Some(Message::Wake) => self.reap_cursors(),
+                Some(Message::Close(reply)) => {
+                    let _ = reply.send(Err(Error::Cancelled(
+                        "close is not available inside a transaction",
+                    )));
+                }
+                None => {
+                    self.rollback_if_open("the transaction guard was dropped");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn run(&mut self, id: u64, span: Span, job: Job) {
+        self.reap_cursors();
+        let _entered = span.enter();
+        self.shared.running.store(id, Ordering::Relaxed);
+        job(self);
+        if self.shared.cancel_pending.swap(false, Ordering::AcqRel) {
+            // Every id listed is finished or will be skipped (its caller is
+            // gone, which the request checks before it starts).
+            lock(&self.shared.cancelled).clear();
+        }
+    }
+
+    fn reap_cursors(&mut self) {
+        if self.shared.dropped_pending.swap(false, Ordering::AcqRel) {
+            for id in std::mem::take(&mut *lock(&self.shared.dropped_cursors)) {
+                self.cursors.remove(&id);
+            }
+        }
+    }
+
+    /// Finalizes parked statements and closes the connection.
+    fn finish(self) -> Result<()> {
+        let Worker {
+            cursors,
+            alias,
+            conn,
+            ..
+        } = self;
+        drop(cursors);
+        drop(alias);
+        let _guard = open_close_lock();
+        conn.close().map_err(|(_, e)| Error::from(e))
+    }
+
+    pub(crate) fn rollback_if_open(&self, why: &str) {
+        if !self.conn.is_autocommit() {
+            tracing::debug!(why, "rolling back");
+            if let Err(e) = self.conn.execute_batch("ROLLBACK") {
+                tracing::warn!(error = %e, why, "rollback failed");
+            }
+        }
+    }
+
+    // ----- statement helpers used by requests -----
+
+    fn prepare(&self, sql: &str) -> Result<CachedStatement<'_>> {
+        check_sql(sql)?;
+        self.conn
+            .prepare_cached(sql)
+            .map_err(|e| Error::with_sql(e, sql))
+    }
+
+    /// Python's legacy transaction control: BEGIN before DML outside a transaction.
+    fn implicit_begin(&self, sql: &str) -> Result<()> {
+        if let Some(level) = self.isolation_level {
+            if self.conn.is_autocommit() && is_dml(sql) {
+                self.conn.execute_batch(level.begin_sql())?;
+            }
+        }
+        Ok(())
+    }
+
+    fn log(&self, sql: &str, started: Instant) {
+        let elapsed = started.elapsed();
+        if elapsed >= self.slow_statement {
+            tracing::warn!(sql, ?elapsed, "slow statement");
+        } else {
+            tracing::debug!(sql, ?elapsed, "statement");
+        }
+    }
+
+    /// Prepares, binds and starts `sql`, hands the rows to `f`, then resets the
+    /// statement (which completes a DML statement's implicit transaction).
+    fn query<P: Params + ?Sized, R>(
+        &self,
+        sql: &str,
+        params: &P,
+        f: impl FnOnce(&mut rusqlite::Rows<'_>) -> Result<R>,
+    ) -> Result<R> {
+        let started = Instant::now();
+        let mut stmt = self.prepare(sql)?;
+        params.bind(&mut stmt).map_err(|e| e.attach_sql(sql))?;
+        self.implicit_begin(sql)?;
+        let mut rows = stmt.raw_query();
+        let result = f(&mut rows).map_err(|e| e.attach_sql(sql));
+        drop(rows);
+        self.log(sql, started);
+        result
+    }
+
+    pub(crate) fn execute<P: Params + ?Sized>(&self, sql: &str, params: &P) -> Result<usize> {
+        let before = self.conn.total_changes();
+        self.query(sql, params, |rows| {
+            // Step to the end: `INSERT ... RETURNING` and friends run fully.
+            while rows.next()?.is_some() {}
+            Ok(())
+        })?;
+        // sqlite3_changes keeps the count of the last DML statement, so it would
+        // be stale after DDL or a SELECT; total_changes tells whether this
+        // statement changed anything at all.
+        Ok(if self.conn.total_changes() == before {
+            0
+        } else {
+            self.conn.changes() as usize
+        })
+    }
+
+    pub(crate) fn execute_insert<P: Params + ?Sized>(&self, sql: &str, params: &P) -> Result<i64> {
+        self.execute(sql, params)?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    pub(crate) fn execute_many<I>(&self, sql: &str, params: I) -> Result<usize>
+    where
+        I: IntoIterator,
+        I::Item: Params,
+    {
+        let started = Instant::now();
+        let mut stmt = self.prepare(sql)?;
+        let mut total = 0;
+        for p in params {
+            p.bind(&mut stmt).map_err(|e| e.attach_sql(sql))?;
+            self.implicit_begin(sql)?;
+            let before = self.conn.total_changes();
+            let mut rows = stmt.raw_query();
+            while rows.next().map_err(|e| Error::with_sql(e, sql))?.is_some() {}
+            drop(rows);
+            if self.conn.total_changes() != before {
+                total += self.conn.changes() as usize;
+            }
+        }
+        self.log(sql, started);
+        Ok(total)
+    }
+
+    pub(crate) fn execute_script(&self, sql: &str) -> Result<()> {
+        check_sql(sql)?;
+        let started = Instant::now();
+        if self.isolation_level.is_some() && !self.conn.is_autocommit() {
+            // Python's executescript commits a pending transaction first.
+            self.conn.execute_batch("COMMIT")?;
+        }
+        self.conn
+            .execute_batch(sql)
+            .map_err(|e| Error::with_sql(e, sql))?;
+        self.log(sql, started);
+        Ok(())
+    }
+
+    pub(crate) fn fetch_all<P: Params + ?Sized>(&self, sql: &str, params: &P) -> Result<Vec<Row>> {
+        self.query(sql, params, |rows| {
+            let columns = statement_columns(rows);
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                out.push(Row::from_rusqlite(row, &columns)?);
+            }
+            Ok(out)
+        })
+    }
+
+    pub(crate) fn fetch_optional<P: Params + ?Sized>(
+        &self,
+        sql: &str,
+        params: &P,
+    ) -> Result<Option<Row>> {
+        self.query(sql, params, |rows| {
+            let columns = statement_columns(rows);
+            rows.next()?
+                .map(|row| Row::from_rusqlite(row, &columns))
+                .transpose()
+        })
+    }
+
+    pub(crate) fn query_map<P, T, F>(&self, sql: &str, params: &P, mut f: F) -> Result<Vec<T>>
+    where
+        P: Params + ?Sized,
+        F: FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    {
+        self.query(sql, params, |rows| {
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                out.push(f(row)?);
+            }
+            Ok(out)
+        })
+    }
+
+    pub(crate) fn describe(&self, sql: &str) -> Result<Vec<Column>> {
+        let stmt = self.prepare(sql)?;
+        Ok(columns_of(&stmt).to_vec())
+    }
+
+    /// Starts a stream: the first chunk, and the statement parked for the rest.
+    pub(crate) fn open_cursor(&mut self, sql: &str, params: &dyn Params) -> Result<Chunk> {
+        check_sql(sql)?;
+        let mut columns = None;
+        let mut readonly = true;
+        let cursor = Cursor::try_new(Rc::clone(&self.alias), |conn| {
+            let mut stmt = conn.prepare(sql).map_err(|e| Error::with_sql(e, sql))?;
+            readonly = stmt.readonly();
+            params.bind(&mut stmt).map_err(|e| e.attach_sql(sql))?;
+            columns = Some(columns_of(&stmt));
+            StatementRows::try_new(MutBorrow::new(stmt), |s| {
+                Ok::<_, Error>(s.borrow_mut().raw_query())
+            })
+        })?;
+        if !readonly {
+            // A writing statement (INSERT ... RETURNING) runs to the end now, on
+            // the main connection, so it is committed before the caller sees a
+            // row, and no write is left parked half-done.
+            drop(cursor);
+            let rows = self.fetch_all(sql, params)?;
+            return Ok(Chunk { rows, cursor: None });
+        }
+        let columns = columns.unwrap_or_else(|| Arc::from(Vec::new()));
+        self.next_cursor += 1;
+        let id = self.next_cursor;
+        self.cursors.insert(id, Parked { cursor, columns });
+        self.fetch_cursor(id)
+    }
+
+    /// The next chunk of a parked stream.
+    pub(crate) fn fetch_cursor(&mut self, id: u64) -> Result<Chunk> {
+        let chunk_size = self.chunk_size;
+        let parked = self.cursors.get_mut(&id).ok_or(Error::Cancelled(
+            "the stream's statement was already finalized",
+        ))?;
+        let columns = &parked.columns;
+        let result = parked.cursor.with_dependent_mut(|_, rows| {
+            rows.with_dependent_mut(|_, rows| {
+                let mut out = Vec::with_capacity(chunk_size);
+                while out.len() < chunk_size {
+                    match rows.next()? {
+                        Some(row) => out.push(Row::from_rusqlite(row, columns)?),
+                        None => return Ok::<_, Error>((out, true)),
+                    }
+                }
+                Ok((out, false))
+            })
+        });
+        match result {
+            Ok((rows, false)) => Ok(Chunk {
+                rows,
+                cursor: Some(id),
+            }),
+            Ok((rows, true)) => {
+                self.cursors.remove(&id);
+                Ok(Chunk { rows, cursor: None })
+            }
+            Err(e) => {
+                self.cursors.remove(&id);
+                Err(e)
+            }
+        }
+    }
+
+    pub(crate) fn close_cursor(&mut self, id: u64) {
+        self.cursors.remove(&id);
+    }
+
+    pub(crate) fn commit(&self) -> Result<()> {
+        if !self.conn.is_autocommit() {
+            self.conn.execute_batch("COMMIT")?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn rollback(&self) -> Result<()> {
+        if !self.conn.is_autocommit() {
+            self.conn.execute_batch("ROLLBACK")?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs the open-time configuration: safe defaults, then the pragmas.
+fn configure(conn: &rusqlite::Connection, opts: &ConnectOptions) -> Result<()> {
+    use rusqlite::config::DbConfig;
+    // A misspelt "column" must be an error, not a string literal.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DQS_DML, false)?;
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DQS_DDL, false)?;
+    // Functions with side effects are not callable from schema objects
+    // (views, triggers, CHECK) of a file someone else may have written.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_TRUSTED_SCHEMA, false)?;
+    // No way to corrupt the file through SQL (writable_schema and friends).
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)?;
+    conn.busy_timeout(opts.busy_timeout)?;
+    conn.set_prepared_statement_cache_capacity(opts.statement_cache_capacity);
+    for (name, value) in opts.startup_pragmas() {
+        if !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+        {
+            return Err(Error::Options(format!("{name:?} is not a pragma name")));
+        }
+        if name == "journal_mode" {
+            let got: String =
+                conn.pragma_update_and_check(None, "journal_mode", &value, |r| r.get(0))?;
+            if !got.eq_ignore_ascii_case(&value) {
+                return Err(Error::Options(format!(
+                    "journal_mode={value} was asked for, but SQLite kept {got}"
+                )));
+            }
+        } else {
+            conn.execute_batch(&format!("PRAGMA {name} = {value}"))
+                .map_err(|e| Error::with_sql(e, &format!("PRAGMA {name} = {value}")))?;
+        }
+    }
+    Ok(())
+}
+
+fn statement_columns(rows: &rusqlite::Rows<'_>) -> Columns {
+    rows.as_ref()
+        .map(columns_of)
+        .unwrap_or_else(|| Arc::from(Vec::new()))
+}
+
+/// Refuses SQL that SQLite would silently cut short.
+pub(crate) fn check_sql(sql: &str) -> Result<()> {
+    match sql.bytes().position(|b| b == 0) {
+        Some(offset) => Err(Error::NulInSql { offset }),
+        None => Ok(()),
+    }
+}
+
+/// Whether the statement starts with INSERT, UPDATE, DELETE or REPLACE (after
+/// white space and comments), the test Python's `sqlite3` uses for its implicit
+/// BEGIN.
+pub(crate) fn is_dml(sql: &str) -> bool {
+    let mut s = sql;
+    loop {
+        s = s.trim_start();
+        if let Some(rest) = s.strip_prefix("--") {
+            s = rest.split_once('\n').map_or("", |(_, r)| r);
+        } else if let Some(rest) = s.strip_prefix("/*") {
+            s = rest.split_once("*/").map_or("", |(_, r)| r);
+        } else {
+            break;
+        }
+    }
+    let word: String = s
+        .chars()
+        .take_while(|c| c.is_ascii_alphabetic())
+        .map(|c| c.to_ascii_uppercase())
+        .collect();
+    matches!(word.as_str(), "INSERT" | "UPDATE" | "DELETE" | "REPLACE")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dml_detection() {
+        assert!(is_dml("insert into t values (1)"));
+        assert!(is_dml("  -- c\n /* x */ UPDATE t SET a = 1"));
+        assert!(is_dml("Replace INTO t VALUES (1)"));
+        assert!(!is_dml("SELECT 1"));
+        assert!(!is_dml("CREATE TABLE t(x)"));
+        assert!(!is_dml("-- only a comment"));
+        assert!(!is_dml("INSERTED"));
+    }
+
+    #[test]
+    fn nul_is_refused() {
+        assert!(matches!(
+            check_sql("UPDATE t SET x = 1 \0 WHERE id = 2"),
+            Err(Error::NulInSql { offset: 19 })
+        ));
+        assert!(check_sql("SELECT 1").is_ok());
+    }
+}
