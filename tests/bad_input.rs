@@ -1,0 +1,280 @@
+//! Bad input gets a clear error: never a panic, never a wrong result.
+
+use aiolite::{Connection, Error, ErrorKind};
+
+async fn conn() -> Connection {
+    let c = Connection::open_in_memory().await.expect("open");
+    c.execute_script(
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, x INTEGER, name TEXT);
+         INSERT INTO t(x, name) VALUES (1, 'a'), (2, 'b');",
+    )
+    .await
+    .expect("schema");
+    c
+}
+
+#[tokio::test]
+async fn nul_byte_in_sql_is_refused_before_prepare() {
+    let c = conn().await;
+    // rusqlite would run this as `UPDATE t SET x = 9` on every row.
+    let err = c
+        .execute("UPDATE t SET x = 9 \0 WHERE id = 2", ())
+        .await
+        .expect_err("nul");
+    assert!(matches!(err, Error::NulInSql { offset: 19 }), "{err:?}");
+    assert_eq!(err.kind(), ErrorKind::Programming);
+    for e in [
+        c.execute_script("DELETE FROM t;\0 garbage")
+            .await
+            .expect_err("script"),
+        c.fetch_all("SELECT 1\0", ()).await.expect_err("fetch"),
+        c.execute_many("DELETE FROM t\0", vec![()])
+            .await
+            .expect_err("many"),
+    ] {
+        assert!(matches!(e, Error::NulInSql { .. }), "{e:?}");
+    }
+    let mut s = c.stream("SELECT 1\0", ());
+    use futures_util::StreamExt;
+    assert!(matches!(s.next().await, Some(Err(Error::NulInSql { .. }))));
+    let xs: Vec<i64> = c
+        .fetch_all("SELECT x FROM t ORDER BY id", ())
+        .await
+        .expect("rows")
+        .iter()
+        .map(|r| r.get(0).expect("x"))
+        .collect();
+    assert_eq!(xs, vec![1, 2], "nothing was updated");
+}
+
+#[tokio::test]
+async fn two_statements_in_execute_are_an_error() {
+    let c = conn().await;
+    let err = c
+        .execute("DELETE FROM t WHERE id = 1; DELETE FROM t", ())
+        .await
+        .expect_err("two statements");
+    assert!(matches!(err, Error::MultipleStatements { .. }), "{err:?}");
+    assert!(err.to_string().contains("execute_script"), "{err}");
+    let n: i64 = c
+        .fetch_one("SELECT count(*) FROM t", ())
+        .await
+        .expect("count")
+        .get(0)
+        .expect("int");
+    assert_eq!(n, 2, "neither statement ran");
+    // A trailing semicolon or comment is still one statement.
+    c.execute("UPDATE t SET x = x; -- done", ())
+        .await
+        .expect("one statement");
+}
+
+#[tokio::test]
+async fn wrong_parameter_count_or_name() {
+    let c = conn().await;
+    let err = c
+        .execute("UPDATE t SET x = ? WHERE id = ?", (1,))
+        .await
+        .expect_err("too few");
+    match &err {
+        Error::ParameterCount {
+            expected,
+            given,
+            sql,
+        } => {
+            assert_eq!((*expected, *given), (2, 1));
+            assert_eq!(sql.as_deref(), Some("UPDATE t SET x = ? WHERE id = ?"));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(matches!(
+        c.fetch_all("SELECT ?", (1, 2)).await,
+        Err(Error::ParameterCount {
+            expected: 1,
+            given: 2,
+            ..
+        })
+    ));
+    let err = c
+        .execute("UPDATE t SET x = :x", aiolite::named_params! { ":y": 1 })
+        .await
+        .expect_err("bad name");
+    assert!(
+        matches!(err, Error::ParameterName(_)) && err.to_string().contains(":y"),
+        "{err}"
+    );
+    let err = c
+        .execute(
+            "UPDATE t SET x = :x WHERE id = :id",
+            aiolite::named_params! { ":x": 1 },
+        )
+        .await
+        .expect_err("missing name");
+    assert!(err.to_string().contains(":id"), "{err}");
+}
+
+#[tokio::test]
+async fn decode_mismatch_names_column_rust_type_and_sqlite_type() {
+    let c = conn().await;
+    let row = c
+        .fetch_one("SELECT name, NULL AS missing, x FROM t WHERE id = 1", ())
+        .await
+        .expect("row");
+    let err = row.get::<i64, _>("name").expect_err("text into i64");
+    match &err {
+        Error::Decode {
+            index,
+            column,
+            expected,
+            found,
+        } => {
+            assert_eq!(*index, 0);
+            assert_eq!(column, "name");
+            assert_eq!(*expected, "i64");
+            assert_eq!(found, "TEXT");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(err.kind(), ErrorKind::Data);
+    let err = row
+        .get::<String, _>("missing")
+        .expect_err("null into String");
+    assert!(
+        err.to_string().contains("NULL") && err.to_string().contains("missing"),
+        "{err}"
+    );
+    assert_eq!(
+        row.get::<Option<String>, _>("missing").expect("option"),
+        None
+    );
+    // Decoding inside query_map reports the column too.
+    let err = c
+        .query_map("SELECT name FROM t", (), |r| r.get::<_, i64>(0))
+        .await
+        .expect_err("decode on the worker");
+    assert!(
+        matches!(err, Error::Decode { ref column, .. } if column == "name"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn invalid_utf8_into_string_is_an_error() {
+    let c = conn().await;
+    let row = c
+        .fetch_one("SELECT CAST(x'c328' AS TEXT) AS bad, x'c328' AS raw", ())
+        .await
+        .expect("fetching bad text is fine");
+    let err = row.get::<String, _>("bad").expect_err("invalid utf-8");
+    assert!(err.to_string().contains("UTF-8"), "{err}");
+    assert_eq!(
+        row.get::<Vec<u8>, _>("raw").expect("bytes"),
+        vec![0xc3, 0x28]
+    );
+    let err = c
+        .query_map("SELECT CAST(x'c328' AS TEXT)", (), |r| {
+            r.get::<_, String>(0)
+        })
+        .await
+        .expect_err("invalid utf-8 on the worker");
+    assert!(err.to_string().to_lowercase().contains("utf-8"), "{err}");
+}
+
+#[tokio::test]
+async fn invalid_sql_and_double_quoted_strings() {
+    let c = conn().await;
+    let err = c.execute("SELEKT 1", ()).await.expect_err("syntax");
+    assert_eq!(err.kind(), ErrorKind::Operational);
+    assert_eq!(err.sql(), Some("SELEKT 1"));
+    // Double-quoted string literals are off: a misspelt "column" is an error,
+    // not the string 'nmae'.
+    let err = c
+        .fetch_all("SELECT \"nmae\" FROM t", ())
+        .await
+        .expect_err("no such column");
+    assert!(err.to_string().contains("no such column"), "{err}");
+    let err = c
+        .execute("INSERT INTO nope VALUES (1)", ())
+        .await
+        .expect_err("table");
+    assert!(err.to_string().contains("no such table: nope"), "{err}");
+}
+
+#[tokio::test]
+async fn constraint_violations_are_classified() {
+    let c = conn().await;
+    c.execute_script(
+        "CREATE TABLE p(id INTEGER PRIMARY KEY); CREATE TABLE ch(p INTEGER REFERENCES p(id))",
+    )
+    .await
+    .expect("schema");
+    let err = c
+        .execute("INSERT INTO t(id, x) VALUES (1, 1)", ())
+        .await
+        .expect_err("duplicate");
+    assert!(
+        err.is_unique_violation() && err.kind() == ErrorKind::Integrity,
+        "{err:?}"
+    );
+    let err = c
+        .execute("INSERT INTO ch VALUES (42)", ())
+        .await
+        .expect_err("foreign keys are on by default");
+    assert!(err.is_foreign_key_violation(), "{err:?}");
+}
+
+#[tokio::test]
+async fn panicking_closures_become_errors_and_the_worker_lives_on() {
+    let c = conn().await;
+    let r: Result<(), Error> = c.call(|_| panic!("in call")).await;
+    assert!(
+        matches!(r, Err(Error::Panic { ref message }) if message == "in call"),
+        "{r:?}"
+    );
+
+    let r = c
+        .query_map(
+            "SELECT x FROM t",
+            (),
+            |_| -> aiolite::rusqlite::Result<i64> { panic!("in query_map") },
+        )
+        .await;
+    assert!(matches!(r, Err(Error::Panic { .. })), "{r:?}");
+
+    // A transaction the panicking closure opened is rolled back.
+    let r: Result<(), Error> = c
+        .call(|conn| {
+            conn.execute_batch("BEGIN; DELETE FROM t;")?;
+            panic!("after BEGIN");
+        })
+        .await;
+    assert!(matches!(r, Err(Error::Panic { .. })));
+    assert!(!c.in_transaction().await.expect("state"));
+    let n: i64 = c
+        .fetch_one("SELECT count(*) FROM t", ())
+        .await
+        .expect("count")
+        .get(0)
+        .expect("int");
+    assert_eq!(n, 2, "the panicking closure's delete was rolled back");
+}
+
+#[tokio::test]
+async fn read_only_database_refuses_writes_clearly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ro.db");
+    let rw = Connection::open(&path).await.expect("open");
+    rw.execute("CREATE TABLE t(x)", ()).await.expect("create");
+    rw.close().await.expect("close");
+    let ro = aiolite::ConnectOptions::new(&path)
+        .read_only(true)
+        .open()
+        .await
+        .expect("open read-only");
+    let err = ro
+        .execute("INSERT INTO t VALUES (1)", ())
+        .await
+        .expect_err("ro");
+    assert!(err.to_string().contains("readonly"), "{err}");
+    assert_eq!(err.kind(), ErrorKind::Operational);
+}
