@@ -503,3 +503,65 @@ async fn init_hook_failure_fails_the_open() {
         .expect_err("hook panics");
     assert!(matches!(err, Error::Panic { .. }), "{err:?}");
 }
+
+#[tokio::test]
+async fn column_names_follow_schema_changes() {
+    let conn = Connection::open_in_memory().await.expect("open");
+    conn.execute_script("CREATE TABLE s(a INTEGER); INSERT INTO s VALUES (1)")
+        .await
+        .expect("schema");
+    let names = |row: &aiolite::Row| -> Vec<(String, Option<String>)> {
+        row.columns()
+            .iter()
+            .map(|c| (c.name().to_owned(), c.decl_type().map(str::to_owned)))
+            .collect()
+    };
+    let row = conn.fetch_one("SELECT * FROM s", ()).await.expect("row");
+    assert_eq!(names(&row), vec![("a".into(), Some("INTEGER".into()))]);
+    conn.execute_script("ALTER TABLE s RENAME COLUMN a TO b; ALTER TABLE s ADD COLUMN c TEXT")
+        .await
+        .expect("alter");
+    let row = conn.fetch_one("SELECT * FROM s", ()).await.expect("row");
+    assert_eq!(
+        names(&row),
+        vec![
+            ("b".into(), Some("INTEGER".into())),
+            ("c".into(), Some("TEXT".into()))
+        ]
+    );
+    conn.execute_script(
+        "DROP TABLE s; CREATE TABLE s(b TEXT, c BLOB); INSERT INTO s VALUES ('x', x'00')",
+    )
+    .await
+    .expect("recreate");
+    let row = conn.fetch_one("SELECT * FROM s", ()).await.expect("row");
+    assert_eq!(
+        names(&row),
+        vec![
+            ("b".into(), Some("TEXT".into())),
+            ("c".into(), Some("BLOB".into()))
+        ]
+    );
+    assert_eq!(row.get::<String, _>("b").expect("b"), "x");
+}
+
+#[tokio::test]
+async fn rows_of_one_fetch_are_independent_values() {
+    let conn = Connection::open_in_memory().await.expect("open");
+    let rows = conn
+        .fetch_all(
+            "SELECT value, 'v' || value, x'ab' FROM json_each('[1,2,3]')",
+            (),
+        )
+        .await
+        .expect("rows");
+    let kept = rows[1].clone();
+    drop(rows);
+    assert_eq!(kept.get::<i64, _>(0).expect("int"), 2);
+    assert_eq!(kept.get::<String, _>(1).expect("text"), "v2");
+    assert_eq!(kept.get::<Vec<u8>, _>(2).expect("blob"), vec![0xab]);
+    assert_eq!(
+        format!("{kept:?}"),
+        r#"{"value": Integer(2), "'v' || value": Text("v2"), "x'ab'": Blob([171])}"#
+    );
+}

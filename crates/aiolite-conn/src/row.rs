@@ -40,52 +40,121 @@ pub(crate) fn columns_of(stmt: &rusqlite::Statement<'_>) -> Columns {
         .collect()
 }
 
-/// One value as SQLite returned it. Text is kept as bytes that were checked to
-/// be UTF-8 or not, so a bad text value is an error on read, never a panic at
-/// fetch (rusqlite's `Value::from(ValueRef)` panics on invalid UTF-8).
-#[derive(Clone, PartialEq)]
+/// Where one value of a [`Block`] lives. Text and blob bytes are in the
+/// block's shared byte buffer; text remembers whether it is valid UTF-8, so a
+/// bad text value is an error on read, never a panic (rusqlite's
+/// `Value::from(ValueRef)` panics on invalid UTF-8).
+#[derive(Clone, Copy, PartialEq)]
 enum Cell {
     Null,
     Integer(i64),
     Real(f64),
-    Text(Box<str>),
-    InvalidText(Box<[u8]>),
-    Blob(Box<[u8]>),
+    Text {
+        start: usize,
+        len: usize,
+        utf8: bool,
+    },
+    Blob {
+        start: usize,
+        len: usize,
+    },
 }
 
 impl Cell {
-    fn from_ref(v: ValueRef<'_>) -> Cell {
-        match v {
-            ValueRef::Null => Cell::Null,
-            ValueRef::Integer(i) => Cell::Integer(i),
-            ValueRef::Real(r) => Cell::Real(r),
-            ValueRef::Text(t) => match std::str::from_utf8(t) {
-                Ok(s) => Cell::Text(s.into()),
-                Err(_) => Cell::InvalidText(t.into()),
-            },
-            ValueRef::Blob(b) => Cell::Blob(b.into()),
-        }
-    }
-
-    fn as_ref(&self) -> ValueRef<'_> {
-        match self {
-            Cell::Null => ValueRef::Null,
-            Cell::Integer(i) => ValueRef::Integer(*i),
-            Cell::Real(r) => ValueRef::Real(*r),
-            Cell::Text(s) => ValueRef::Text(s.as_bytes()),
-            Cell::InvalidText(b) => ValueRef::Text(b),
-            Cell::Blob(b) => ValueRef::Blob(b),
-        }
-    }
-
     fn type_name(&self) -> &'static str {
         match self {
             Cell::Null => "NULL",
             Cell::Integer(_) => "INTEGER",
             Cell::Real(_) => "REAL",
-            Cell::Text(_) | Cell::InvalidText(_) => "TEXT",
-            Cell::Blob(_) => "BLOB",
+            Cell::Text { .. } => "TEXT",
+            Cell::Blob { .. } => "BLOB",
         }
+    }
+}
+
+/// The values of a run of rows (a stream chunk, or a whole `fetch_all`)
+/// stored in two allocations: rows cross from the worker with no allocation
+/// per row or per value, and are freed in one go.
+struct Block {
+    columns: Columns,
+    cells: Vec<Cell>,
+    bytes: Vec<u8>,
+}
+
+impl Block {
+    fn value(&self, cell: usize) -> ValueRef<'_> {
+        match self.cells[cell] {
+            Cell::Null => ValueRef::Null,
+            Cell::Integer(i) => ValueRef::Integer(i),
+            Cell::Real(r) => ValueRef::Real(r),
+            Cell::Text { start, len, .. } => ValueRef::Text(&self.bytes[start..start + len]),
+            Cell::Blob { start, len } => ValueRef::Blob(&self.bytes[start..start + len]),
+        }
+    }
+}
+
+/// Collects rows on the worker into one [`Block`].
+pub(crate) struct RowsBuilder {
+    block: Block,
+    rows: usize,
+}
+
+impl RowsBuilder {
+    pub(crate) fn new(columns: Columns) -> RowsBuilder {
+        RowsBuilder {
+            block: Block {
+                columns,
+                cells: Vec::new(),
+                bytes: Vec::new(),
+            },
+            rows: 0,
+        }
+    }
+
+    pub(crate) fn push(&mut self, row: &rusqlite::Row<'_>) -> rusqlite::Result<()> {
+        let block = &mut self.block;
+        for i in 0..block.columns.len() {
+            let cell = match row.get_ref(i)? {
+                ValueRef::Null => Cell::Null,
+                ValueRef::Integer(v) => Cell::Integer(v),
+                ValueRef::Real(v) => Cell::Real(v),
+                ValueRef::Text(t) => {
+                    let start = block.bytes.len();
+                    block.bytes.extend_from_slice(t);
+                    Cell::Text {
+                        start,
+                        len: t.len(),
+                        utf8: std::str::from_utf8(t).is_ok(),
+                    }
+                }
+                ValueRef::Blob(b) => {
+                    let start = block.bytes.len();
+                    block.bytes.extend_from_slice(b);
+                    Cell::Blob {
+                        start,
+                        len: b.len(),
+                    }
+                }
+            };
+            block.cells.push(cell);
+        }
+        self.rows += 1;
+        Ok(())
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.rows
+    }
+
+    pub(crate) fn finish(self) -> Vec<Row> {
+        let width = self.block.columns.len();
+        let block = Arc::new(self.block);
+        (0..self.rows)
+            .map(|r| Row {
+                block: Arc::clone(&block),
+                start: r * width,
+            })
+            .collect()
     }
 }
 
@@ -93,7 +162,8 @@ impl Cell {
 ///
 /// Read a value by index or by name with [`Row::get`]; any
 /// [`FromSql`] type works (`i64`, `String`, `Option<T>`, `Vec<u8>`,
-/// [`Value`](rusqlite::types::Value), ...).
+/// [`Value`](rusqlite::types::Value), ...). Rows fetched together share one
+/// buffer: a `Row` is a reference-counted pointer into it, cheap to clone.
 ///
 /// ```
 /// # async fn demo(conn: aiolite_conn::Connection) -> aiolite_conn::Result<()> {
@@ -105,19 +175,13 @@ impl Cell {
 /// ```
 #[derive(Clone)]
 pub struct Row {
-    columns: Columns,
-    cells: Box<[Cell]>,
+    block: Arc<Block>,
+    start: usize,
 }
 
 impl Row {
-    pub(crate) fn from_rusqlite(row: &rusqlite::Row<'_>, columns: &Columns) -> Result<Row> {
-        let cells = (0..columns.len())
-            .map(|i| row.get_ref(i).map(Cell::from_ref))
-            .collect::<rusqlite::Result<Box<[Cell]>>>()?;
-        Ok(Row {
-            columns: Arc::clone(columns),
-            cells,
-        })
+    fn cell(&self, i: usize) -> &Cell {
+        &self.block.cells[self.start + i]
     }
 
     /// The value of a column, converted to `T`.
@@ -129,11 +193,11 @@ impl Row {
     /// integer out of `u8`'s range, invalid UTF-8 into `String`, ...).
     pub fn get<T: FromSql, I: RowIndex>(&self, index: I) -> Result<T> {
         let i = index.index(self)?;
-        let cell = &self.cells[i];
-        if let Cell::InvalidText(_) = cell {
+        let cell = self.cell(i);
+        if let Cell::Text { utf8: false, .. } = cell {
             return Err(self.decode_error::<T>(i, "TEXT that is not valid UTF-8".to_owned()));
         }
-        T::column_result(cell.as_ref()).map_err(|e| {
+        T::column_result(self.block.value(self.start + i)).map_err(|e| {
             let found = match e {
                 FromSqlError::InvalidType => cell.type_name().to_owned(),
                 FromSqlError::OutOfRange(v) => format!("INTEGER {v}, out of range"),
@@ -150,7 +214,7 @@ impl Row {
     fn decode_error<T>(&self, index: usize, found: String) -> Error {
         Error::Decode {
             index,
-            column: self.columns[index].name.clone(),
+            column: self.block.columns[index].name.clone(),
             expected: std::any::type_name::<T>(),
             found,
         }
@@ -162,44 +226,58 @@ impl Row {
     /// A bad index.
     pub fn get_ref<I: RowIndex>(&self, index: I) -> Result<ValueRef<'_>> {
         let i = index.index(self)?;
-        Ok(self.cells[i].as_ref())
+        Ok(self.block.value(self.start + i))
     }
 
     /// The result's columns: names and declared types.
     pub fn columns(&self) -> &[Column] {
-        &self.columns
+        &self.block.columns
     }
 
     /// Number of values.
     pub fn len(&self) -> usize {
-        self.cells.len()
+        self.block.columns.len()
     }
 
     /// `true` for a row of no columns.
     pub fn is_empty(&self) -> bool {
-        self.cells.is_empty()
+        self.block.columns.is_empty()
     }
 
     /// The values in column order.
     pub fn values(&self) -> impl ExactSizeIterator<Item = ValueRef<'_>> + '_ {
-        self.cells.iter().map(Cell::as_ref)
+        (self.start..self.start + self.len()).map(|c| self.block.value(c))
     }
 }
 
 impl fmt::Debug for Row {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut m = f.debug_map();
-        for (c, v) in self.columns.iter().zip(self.cells.iter()) {
-            m.entry(&c.name, &v.as_ref());
+        for (c, v) in self.columns().iter().zip(self.values()) {
+            m.entry(&c.name, &DebugValue(v));
         }
         m.finish()
     }
 }
 
+/// Shows text as text, not as the bytes `ValueRef`'s own `Debug` prints.
+struct DebugValue<'a>(ValueRef<'a>);
+
+impl fmt::Debug for DebugValue<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            ValueRef::Text(t) => match std::str::from_utf8(t) {
+                Ok(s) => f.debug_tuple("Text").field(&s).finish(),
+                Err(_) => f.debug_tuple("InvalidText").field(&t).finish(),
+            },
+            other => other.fmt(f),
+        }
+    }
+}
+
 impl PartialEq for Row {
     fn eq(&self, other: &Row) -> bool {
-        self.cells == other.cells
-            && (Arc::ptr_eq(&self.columns, &other.columns) || self.columns == other.columns)
+        self.columns() == other.columns() && self.values().eq(other.values())
     }
 }
 
@@ -212,12 +290,12 @@ pub trait RowIndex: sealed::Sealed {
 
 impl RowIndex for usize {
     fn index(&self, row: &Row) -> Result<usize> {
-        if *self < row.cells.len() {
+        if *self < row.len() {
             Ok(*self)
         } else {
             Err(Error::ColumnIndexOutOfRange {
                 index: *self,
-                len: row.cells.len(),
+                len: row.len(),
             })
         }
     }
@@ -225,7 +303,7 @@ impl RowIndex for usize {
 
 impl RowIndex for &str {
     fn index(&self, row: &Row) -> Result<usize> {
-        row.columns
+        row.columns()
             .iter()
             .position(|c| c.name.eq_ignore_ascii_case(self))
             .ok_or_else(|| Error::ColumnNotFound((*self).to_owned()))
@@ -245,10 +323,12 @@ mod tests {
     fn row(sql: &str) -> Row {
         let conn = rusqlite::Connection::open_in_memory().expect("open");
         let mut stmt = conn.prepare(sql).expect("prepare");
-        let columns = columns_of(&stmt);
+        let mut builder = RowsBuilder::new(columns_of(&stmt));
         let mut rows = stmt.query([]).expect("query");
-        let r = rows.next().expect("step").expect("a row");
-        Row::from_rusqlite(r, &columns).expect("decode")
+        builder
+            .push(rows.next().expect("step").expect("a row"))
+            .expect("decode");
+        builder.finish().pop().expect("one row")
     }
 
     #[test]

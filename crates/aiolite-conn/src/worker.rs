@@ -7,6 +7,7 @@
 //! handler, which compares ids) if it is running, and an interrupt meant for one
 //! request can never stop the next.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
@@ -22,7 +23,7 @@ use tracing::Span;
 use crate::error::{Error, Result};
 use crate::options::{ConnectOptions, TransactionBehavior};
 use crate::params::Params;
-use crate::row::{columns_of, Column, Columns, Row};
+use crate::row::{columns_of, Column, Columns, Row, RowsBuilder};
 
 /// A request: runs on the worker with the worker's state.
 pub(crate) type Job = Box<dyn FnOnce(&mut Worker) + Send>;
@@ -142,6 +143,10 @@ pub(crate) struct Worker {
     pub(crate) lease: Option<mpsc::Receiver<Message>>,
     /// Set by the request that ends the lease (commit or rollback).
     pub(crate) end_lease: bool,
+    /// Column names per SQL text, so a point query does not allocate them on
+    /// every run. Checked against the statement before use: a schema change
+    /// that renames or retypes a column is seen.
+    columns: RefCell<HashMap<String, Columns>>,
 }
 
 /// Spawns the worker thread, which opens and configures the connection.
@@ -256,18 +261,14 @@ impl Worker {
             next_cursor: 0,
             lease: None,
             end_lease: false,
+            columns: RefCell::new(HashMap::new()),
         })
     }
 
     fn serve(mut self, mut rx: mpsc::Receiver<Message>) {
         let close_reply = loop {
-            let msg = match rx.try_recv() {
-                Ok(m) => m,
-                Err(mpsc::error::TryRecvError::Empty) => match rx.blocking_recv() {
-                    Some(m) => m,
-                    None => break None,
-                },
-                Err(mpsc::error::TryRecvError::Disconnected) => break None,
+            let Some(msg) = next_message(&mut rx) else {
+                break None;
             };
             match msg {
                 Message::Run { id, span, job } => {
@@ -308,12 +309,7 @@ impl Worker {
     fn serve_lease(&mut self, mut rx: mpsc::Receiver<Message>) {
         self.end_lease = false;
         loop {
-            let msg = match rx.try_recv() {
-                Ok(m) => Some(m),
-                Err(mpsc::error::TryRecvError::Empty) => rx.blocking_recv(),
-                Err(mpsc::error::TryRecvError::Disconnected) => None,
-            };
-            match msg {
+            match next_message(&mut rx) {
                 Some(Message::Run { id, span, job }) => {
                     self.run(id, span, job);
                     if self.end_lease {
@@ -484,14 +480,35 @@ impl Worker {
         Ok(())
     }
 
+    /// The columns of a statement, from the cache when unchanged. Call it
+    /// after the first step: a cached statement whose schema changed is
+    /// re-prepared by that step and reports its old columns before it.
+    fn columns_of(&self, sql: &str, stmt: &Statement<'_>) -> Columns {
+        const MAX_CACHED: usize = 512;
+        let current = stmt.columns();
+        let mut cache = self.columns.borrow_mut();
+        if let Some(known) = cache.get(sql) {
+            let same = known.len() == current.len()
+                && known
+                    .iter()
+                    .zip(&current)
+                    .all(|(k, c)| k.name() == c.name() && k.decl_type() == c.decl_type());
+            if same {
+                return Arc::clone(known);
+            }
+        }
+        let fresh = columns_of(stmt);
+        if cache.len() >= MAX_CACHED {
+            cache.clear();
+        }
+        cache.insert(sql.to_owned(), Arc::clone(&fresh));
+        fresh
+    }
+
     pub(crate) fn fetch_all<P: Params + ?Sized>(&self, sql: &str, params: &P) -> Result<Vec<Row>> {
         self.query(sql, params, |rows| {
-            let columns = statement_columns(rows);
-            let mut out = Vec::new();
-            while let Some(row) = rows.next()? {
-                out.push(Row::from_rusqlite(row, &columns)?);
-            }
-            Ok(out)
+            let (rows, _) = read_rows(rows, usize::MAX, &mut None, |s| self.columns_of(sql, s))?;
+            Ok(rows)
         })
     }
 
@@ -501,10 +518,8 @@ impl Worker {
         params: &P,
     ) -> Result<Option<Row>> {
         self.query(sql, params, |rows| {
-            let columns = statement_columns(rows);
-            rows.next()?
-                .map(|row| Row::from_rusqlite(row, &columns))
-                .transpose()
+            let (mut rows, _) = read_rows(rows, 1, &mut None, |s| self.columns_of(sql, s))?;
+            Ok(rows.pop())
         })
     }
 
@@ -523,7 +538,13 @@ impl Worker {
     }
 
     pub(crate) fn describe(&self, sql: &str) -> Result<Vec<Column>> {
-        let stmt = self.prepare(sql)?;
+        check_sql(sql)?;
+        // Not from the statement cache: a cached statement reports the columns
+        // of the schema it was prepared against until it is next stepped.
+        let stmt = self
+            .conn
+            .prepare(sql)
+            .map_err(|e| Error::with_sql(e, sql))?;
         Ok(columns_of(&stmt).to_vec())
     }
 
@@ -536,7 +557,8 @@ impl Worker {
             let mut stmt = conn.prepare(sql).map_err(|e| Error::with_sql(e, sql))?;
             readonly = stmt.readonly();
             params.bind(&mut stmt).map_err(|e| e.attach_sql(sql))?;
-            columns = Some(columns_of(&stmt));
+            // A fresh statement: its columns are current before any step.
+            columns = Some(self.columns_of(sql, &stmt));
             StatementRows::try_new(MutBorrow::new(stmt), |s| {
                 Ok::<_, Error>(s.borrow_mut().raw_query())
             })
@@ -562,18 +584,9 @@ impl Worker {
         let parked = self.cursors.get_mut(&id).ok_or(Error::Cancelled(
             "the stream's statement was already finalized",
         ))?;
-        let columns = &parked.columns;
+        let mut columns = Some(Arc::clone(&parked.columns));
         let result = parked.cursor.with_dependent_mut(|_, rows| {
-            rows.with_dependent_mut(|_, rows| {
-                let mut out = Vec::with_capacity(chunk_size);
-                while out.len() < chunk_size {
-                    match rows.next()? {
-                        Some(row) => out.push(Row::from_rusqlite(row, columns)?),
-                        None => return Ok::<_, Error>((out, true)),
-                    }
-                }
-                Ok((out, false))
-            })
+            rows.with_dependent_mut(|_, rows| read_rows(rows, chunk_size, &mut columns, columns_of))
         });
         match result {
             Ok((rows, false)) => Ok(Chunk {
@@ -608,6 +621,36 @@ impl Worker {
         }
         Ok(())
     }
+}
+
+/// How long an idle worker polls its queue before it parks. A caller that
+/// awaits one request after another sends the next within microseconds of
+/// being answered; catching it here saves a futex wake-up of the worker on
+/// every request (and on every chunk of a stream).
+const SPIN: Duration = Duration::from_micros(SPIN_US);
+const SPIN_US: u64 = 50;
+
+/// The next message: at once if queued, else after a short spin, else parked.
+/// `None` once every sender is gone and the queue is drained.
+fn next_message(rx: &mut mpsc::Receiver<Message>) -> Option<Message> {
+    use mpsc::error::TryRecvError;
+    match rx.try_recv() {
+        Ok(m) => return Some(m),
+        Err(TryRecvError::Disconnected) => return None,
+        Err(TryRecvError::Empty) => {}
+    }
+    let deadline = Instant::now() + SPIN;
+    while Instant::now() < deadline {
+        for _ in 0..32 {
+            std::hint::spin_loop();
+        }
+        match rx.try_recv() {
+            Ok(m) => return Some(m),
+            Err(TryRecvError::Disconnected) => return None,
+            Err(TryRecvError::Empty) => {}
+        }
+    }
+    rx.blocking_recv()
 }
 
 /// Runs the open-time configuration: safe defaults, then the pragmas.
@@ -646,10 +689,28 @@ fn configure(conn: &rusqlite::Connection, opts: &ConnectOptions) -> Result<()> {
     Ok(())
 }
 
-fn statement_columns(rows: &rusqlite::Rows<'_>) -> Columns {
-    rows.as_ref()
-        .map(columns_of)
-        .unwrap_or_else(|| Arc::from(Vec::new()))
+/// Reads up to `max` rows into one block; `true` once the result is exhausted.
+/// The columns are taken (unless given) from the statement after its first
+/// step, when a statement prepared against an older schema has been re-prepared.
+fn read_rows(
+    rows: &mut rusqlite::Rows<'_>,
+    max: usize,
+    columns: &mut Option<Columns>,
+    mut columns_for: impl FnMut(&Statement<'_>) -> Columns,
+) -> Result<(Vec<Row>, bool)> {
+    let mut out: Option<RowsBuilder> = None;
+    while out.as_ref().map_or(0, RowsBuilder::len) < max {
+        let Some(row) = rows.next()? else {
+            return Ok((out.map_or_else(Vec::new, RowsBuilder::finish), true));
+        };
+        let builder = out.get_or_insert_with(|| {
+            RowsBuilder::new(Arc::clone(
+                columns.get_or_insert_with(|| columns_for(row.as_ref())),
+            ))
+        });
+        builder.push(row)?;
+    }
+    Ok((out.map_or_else(Vec::new, RowsBuilder::finish), false))
 }
 
 /// Refuses SQL that SQLite would silently cut short.
