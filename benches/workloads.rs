@@ -3,7 +3,7 @@
 //! in the same run.
 //!
 //!     cargo bench --bench workloads
-//!     AIOLITE_BENCH_SCALE=0.5 AIOLITE_BENCH_RUNS=3 cargo bench --bench workloads
+//!     AIOLITE_BENCH_SCALE=0.5 AIOLITE_BENCH_RUNS=3 AIOLITE_BENCH_ONLY=W1,W5 cargo bench --bench workloads
 //!
 //! Every (contestant, workload, run) is its own child process, so peak RSS is
 //! the contestant's own. Each child prints one `RESULT ...` line; the parent
@@ -88,11 +88,14 @@ fn sync_conn(path: &Path) -> rusqlite::Connection {
 }
 
 async fn async_conn(path: &Path) -> Connection {
-    ConnectOptions::new(path)
-        .synchronous(Synchronous::Normal)
-        .open()
-        .await
-        .expect("open")
+    let mut opts = ConnectOptions::new(path).synchronous(Synchronous::Normal);
+    if let Some(chunk) = std::env::var("AIOLITE_BENCH_CHUNK")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        opts = opts.iter_chunk_size(chunk);
+    }
+    opts.open().await.expect("open")
 }
 
 fn fill(path: &Path, rows: i64) {
@@ -357,8 +360,12 @@ fn main() {
     fill(&bulk_db, scale.bulk_rows);
     let exe = std::env::current_exe().expect("exe");
 
+    let only = std::env::var("AIOLITE_BENCH_ONLY").unwrap_or_default();
     let mut summary = Vec::new();
     for workload in ["W1", "W2", "W4", "W5"] {
+        if !only.is_empty() && !only.split(',').any(|w| w == workload) {
+            continue;
+        }
         let db = match workload {
             "W1" | "W2" => point_db.clone(),
             "W4" => dir.path().join("w4.db"),
