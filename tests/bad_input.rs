@@ -278,3 +278,66 @@ async fn read_only_database_refuses_writes_clearly() {
     assert!(err.to_string().contains("readonly"), "{err}");
     assert_eq!(err.kind(), ErrorKind::Operational);
 }
+
+#[tokio::test]
+async fn safe_defaults_are_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = Connection::open(dir.path().join("safe.db"))
+        .await
+        .expect("open");
+    c.execute("CREATE TABLE t(x)", ()).await.expect("create");
+    for pragma in ["PRAGMA trusted_schema", "PRAGMA mmap_size"] {
+        let row = c.fetch_one(pragma, ()).await.expect(pragma);
+        assert_eq!(row.get::<i64, _>(0).expect("int"), 0, "{pragma}");
+    }
+    // Defensive mode: the schema cannot be written through SQL.
+    let err = c
+        .execute_script(
+            "PRAGMA writable_schema = ON; UPDATE sqlite_schema SET sql = 'x' WHERE name = 't'",
+        )
+        .await
+        .expect_err("defensive");
+    assert!(err.to_string().contains("may not be modified"), "{err}");
+    // Extensions cannot be loaded through SQL.
+    let err = c
+        .fetch_one("SELECT load_extension('libnothing')", ())
+        .await
+        .expect_err("load_extension is off");
+    assert!(err.to_string().contains("not authorized"), "{err}");
+}
+
+#[tokio::test]
+async fn a_full_database_is_a_clear_error_and_loses_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = Connection::open(dir.path().join("full.db"))
+        .await
+        .expect("open");
+    c.execute_script("CREATE TABLE t(x BLOB); INSERT INTO t VALUES (zeroblob(100))")
+        .await
+        .expect("schema");
+    // Cap the file at its current size: the next page cannot be allocated,
+    // as on a full disk.
+    let pages: i64 = c
+        .fetch_one("PRAGMA page_count", ())
+        .await
+        .expect("pages")
+        .get(0)
+        .expect("int");
+    c.execute_script(format!("PRAGMA max_page_count = {pages}"))
+        .await
+        .expect("cap");
+    let err = c
+        .execute("INSERT INTO t VALUES (zeroblob(1000000))", ())
+        .await
+        .expect_err("full");
+    assert_eq!(err.code(), Some(aiolite::ErrorCode::DiskFull), "{err:?}");
+    assert_eq!(err.kind(), ErrorKind::Operational);
+    assert!(err.to_string().contains("full"), "{err}");
+    let n: i64 = c
+        .fetch_one("SELECT count(*) FROM t", ())
+        .await
+        .expect("still usable")
+        .get(0)
+        .expect("int");
+    assert_eq!(n, 1, "the earlier row is intact");
+}

@@ -290,3 +290,28 @@ async fn dropped_commit_future_commits_or_rolls_back_never_both() {
         committed = now;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_waits_for_a_live_transaction_to_finish() {
+    let (_dir, path, conn) = setup().await;
+    let tx = conn.begin().await.expect("begin");
+    let closer = {
+        let conn = conn.clone();
+        tokio::spawn(async move { conn.close().await })
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(!closer.is_finished(), "close waits for the transaction");
+    // New work on the connection is refused at once...
+    assert!(matches!(
+        conn.execute("SELECT 1", ()).await,
+        Err(Error::Closed)
+    ));
+    // ...but the transaction in progress finishes.
+    tx.execute("INSERT INTO t(v) VALUES (7)", ())
+        .await
+        .expect("insert");
+    tx.commit().await.expect("commit");
+    closer.await.expect("join").expect("close");
+    let again = Connection::open(&path).await.expect("reopen");
+    assert_eq!(count(&again).await, 1);
+}

@@ -23,6 +23,9 @@ use crate::worker::{self, Job, Message, Shared, Worker};
 pub(crate) struct Channel {
     pub(crate) sender: mpsc::Sender<Message>,
     pub(crate) shared: Arc<Shared>,
+    /// A transaction's lease: it keeps working after `close()` is called, since
+    /// the close waits in the main queue until the transaction ends.
+    pub(crate) is_lease: bool,
 }
 
 impl Channel {
@@ -47,7 +50,7 @@ impl Channel {
         U: FnOnce(&mut Worker, R) + Send + 'static,
         R: Send + 'static,
     {
-        if self.shared.closed.load(Ordering::Acquire) {
+        if !self.is_lease && self.shared.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
         let (tx, rx) = oneshot::channel();
@@ -201,7 +204,11 @@ impl Connection {
         let (sender, interrupt) = worker::spawn(opts, Arc::clone(&shared), name).await?;
         Ok(Connection {
             inner: Arc::new(Inner {
-                channel: Channel { sender, shared },
+                channel: Channel {
+                    sender,
+                    shared,
+                    is_lease: false,
+                },
                 interrupt,
                 path,
                 queue_bound,
@@ -338,6 +345,7 @@ impl Connection {
         let channel = Channel {
             sender: lease_tx,
             shared: Arc::clone(&self.channel().shared),
+            is_lease: true,
         };
         Ok(Transaction::new(self.clone(), channel))
     }
@@ -413,8 +421,9 @@ impl Connection {
     }
 
     /// Closes the connection: the requests queued before this call still run,
-    /// then the database is closed and the worker thread exits. Calling it
-    /// again is a no-op; every other call afterwards fails with
+    /// and a [`Transaction`] alive at the time can still finish (the close waits
+    /// for it); then the database is closed and the worker thread exits.
+    /// Calling it again is a no-op; every other call afterwards fails with
     /// [`Error::Closed`].
     ///
     /// # Errors

@@ -360,6 +360,8 @@ impl Worker {
             ..
         } = self;
         drop(cursors);
+        // Dropping the alias unregisters the handle's hooks (rusqlite clears
+        // them even on a non-owning close); harmless now, as `conn` closes next.
         drop(alias);
         let _guard = open_close_lock();
         conn.close().map_err(|(_, e)| Error::from(e))
