@@ -25,6 +25,29 @@ const INSERT: &str = "INSERT INTO users(name, email, age, created_at) VALUES (?,
 
 type User = (i64, String, String, i64, String);
 
+/// Reads a users row; rusqlite's and aiolite's rows have the same `get`.
+macro_rules! read_user {
+    ($r:expr) => {
+        (
+            $r.get(0).expect("id"),
+            $r.get(1).expect("name"),
+            $r.get(2).expect("email"),
+            $r.get(3).expect("age"),
+            $r.get(4).expect("created_at"),
+        )
+    };
+}
+
+/// W5's result: every row seen, the sum used, the rate.
+fn scan_outcome(rows: i64, sum: i64, scale: &Scale, started: Instant) -> Outcome {
+    assert_eq!(rows, scale.bulk_rows, "the scan missed rows");
+    std::hint::black_box(sum);
+    Outcome {
+        rate: rows as f64 / started.elapsed().as_secs_f64(),
+        latencies: Vec::new(),
+    }
+}
+
 struct Scale {
     point_rows: i64,
     w1_ops: usize,
@@ -179,22 +202,11 @@ fn run_rusqlite(workload: &str, db: &Path, scale: &Scale) -> Outcome {
             let mut rows = stmt.query([]).expect("query");
             let (mut n, mut sum) = (0i64, 0i64);
             while let Some(r) = rows.next().expect("step") {
-                let u: User = (
-                    r.get(0).expect("c"),
-                    r.get(1).expect("c"),
-                    r.get(2).expect("c"),
-                    r.get(3).expect("c"),
-                    r.get(4).expect("c"),
-                );
+                let u: User = read_user!(r);
                 sum += u.3;
                 n += 1;
             }
-            assert_eq!(n, scale.bulk_rows);
-            std::hint::black_box(sum);
-            Outcome {
-                rate: n as f64 / started.elapsed().as_secs_f64(),
-                latencies: Vec::new(),
-            }
+            scan_outcome(n, sum, scale, started)
         }
         other => panic!("unknown workload {other}"),
     }
@@ -202,13 +214,7 @@ fn run_rusqlite(workload: &str, db: &Path, scale: &Scale) -> Outcome {
 
 async fn decode(conn: &Connection, id: i64) -> User {
     let r = conn.fetch_one(POINT, (id,)).await.expect("row");
-    (
-        r.get(0).expect("c"),
-        r.get(1).expect("c"),
-        r.get(2).expect("c"),
-        r.get(3).expect("c"),
-        r.get(4).expect("c"),
-    )
+    read_user!(r)
 }
 
 async fn run_aiolite(workload: &str, db: &Path, scale: &Scale) -> Outcome {
@@ -278,22 +284,11 @@ async fn run_aiolite(workload: &str, db: &Path, scale: &Scale) -> Outcome {
             let (mut n, mut sum) = (0i64, 0i64);
             while let Some(r) = stream.next().await {
                 let r = r.expect("row");
-                let u: User = (
-                    r.get(0).expect("c"),
-                    r.get(1).expect("c"),
-                    r.get(2).expect("c"),
-                    r.get(3).expect("c"),
-                    r.get(4).expect("c"),
-                );
+                let u: User = read_user!(r);
                 sum += u.3;
                 n += 1;
             }
-            assert_eq!(n, scale.bulk_rows);
-            std::hint::black_box(sum);
-            Outcome {
-                rate: n as f64 / started.elapsed().as_secs_f64(),
-                latencies: Vec::new(),
-            }
+            scan_outcome(n, sum, scale, started)
         }
         other => panic!("unknown workload {other}"),
     }

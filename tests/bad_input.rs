@@ -1,5 +1,7 @@
 //! Bad input gets a clear error: never a panic, never a wrong result.
 
+mod common;
+
 use aiolite::{Connection, Error, ErrorKind};
 
 async fn conn() -> Connection {
@@ -56,12 +58,7 @@ async fn two_statements_in_execute_are_an_error() {
         .expect_err("two statements");
     assert!(matches!(err, Error::MultipleStatements { .. }), "{err:?}");
     assert!(err.to_string().contains("execute_script"), "{err}");
-    let n: i64 = c
-        .fetch_one("SELECT count(*) FROM t", ())
-        .await
-        .expect("count")
-        .get(0)
-        .expect("int");
+    let n = common::scalar(&c, "SELECT count(*) FROM t").await;
     assert_eq!(n, 2, "neither statement ran");
     // A trailing semicolon or comment is still one statement.
     c.execute("UPDATE t SET x = x; -- done", ())
@@ -250,12 +247,7 @@ async fn panicking_closures_become_errors_and_the_worker_lives_on() {
         .await;
     assert!(matches!(r, Err(Error::Panic { .. })));
     assert!(!c.in_transaction().await.expect("state"));
-    let n: i64 = c
-        .fetch_one("SELECT count(*) FROM t", ())
-        .await
-        .expect("count")
-        .get(0)
-        .expect("int");
+    let n = common::scalar(&c, "SELECT count(*) FROM t").await;
     assert_eq!(n, 2, "the panicking closure's delete was rolled back");
 }
 
@@ -317,12 +309,7 @@ async fn a_full_database_is_a_clear_error_and_loses_nothing() {
         .expect("schema");
     // Cap the file at its current size: the next page cannot be allocated,
     // as on a full disk.
-    let pages: i64 = c
-        .fetch_one("PRAGMA page_count", ())
-        .await
-        .expect("pages")
-        .get(0)
-        .expect("int");
+    let pages = common::scalar(&c, "PRAGMA page_count").await;
     c.execute_script(format!("PRAGMA max_page_count = {pages}"))
         .await
         .expect("cap");
@@ -333,11 +320,6 @@ async fn a_full_database_is_a_clear_error_and_loses_nothing() {
     assert_eq!(err.code(), Some(aiolite::ErrorCode::DiskFull), "{err:?}");
     assert_eq!(err.kind(), ErrorKind::Operational);
     assert!(err.to_string().contains("full"), "{err}");
-    let n: i64 = c
-        .fetch_one("SELECT count(*) FROM t", ())
-        .await
-        .expect("still usable")
-        .get(0)
-        .expect("int");
+    let n = common::scalar(&c, "SELECT count(*) FROM t").await;
     assert_eq!(n, 1, "the earlier row is intact");
 }

@@ -1,6 +1,8 @@
 //! Dropping a future cancels its request: skipped if queued, interrupted if
 //! running, and never the next request.
 
+mod common;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,12 +40,7 @@ async fn queued_request_is_skipped() {
     );
     release.store(true, Ordering::Release);
     blocker.await.expect("join").expect("blocker");
-    let n: i64 = conn
-        .fetch_one("SELECT count(*) FROM t", ())
-        .await
-        .expect("count")
-        .get(0)
-        .expect("int");
+    let n = common::scalar(&conn, "SELECT count(*) FROM t").await;
     assert_eq!(n, 0, "a request dropped before it started must not run");
 }
 
@@ -104,14 +101,7 @@ async fn interrupt_stops_the_running_statement() {
         .expect("join")
         .expect_err("interrupted");
     assert!(err.is_interrupted(), "{err:?}");
-    assert_eq!(
-        conn.fetch_one("SELECT 1", ())
-            .await
-            .expect("usable")
-            .get::<i64, _>(0)
-            .expect("int"),
-        1
-    );
+    assert_eq!(common::scalar(&conn, "SELECT 1").await, 1);
 }
 
 #[tokio::test]

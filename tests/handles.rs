@@ -1,6 +1,8 @@
 //! Handles are cheap `Clone + Send + Sync + 'static`, every future is `Send`,
 //! and dropping the last handle neither blocks nor loses queued work.
 
+mod common;
+
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -84,12 +86,7 @@ async fn dropping_the_last_handle_does_not_block_and_queued_rollback_runs() {
         .execute("BEGIN IMMEDIATE", ())
         .await
         .expect("write lock is free");
-    let n: i64 = again
-        .fetch_one("SELECT count(*) FROM t", ())
-        .await
-        .expect("count")
-        .get(0)
-        .expect("int");
+    let n = common::scalar(&again, "SELECT count(*) FROM t").await;
     assert_eq!(n, 0);
     again.rollback().await.expect("rollback");
 }

@@ -4,6 +4,8 @@
 //! concurrent open/close on one file in a child process, so that a deadlock
 //! fails this test (the parent kills the child) instead of hanging the suite.
 
+mod common;
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -80,12 +82,7 @@ fn child(dir: &std::path::Path) {
             total += t.await.expect("join");
         }
         let check = Connection::open(&path).await.expect("check");
-        let n: i64 = check
-            .fetch_one("SELECT count(*) FROM t", ())
-            .await
-            .expect("count")
-            .get(0)
-            .expect("int");
+        let n = common::scalar(&check, "SELECT count(*) FROM t").await;
         assert_eq!(n, i64::from(total), "every acknowledged insert is there");
         eprintln!("{total} open/close cycles");
         assert!(total > 50, "only {total} open/close cycles ran");

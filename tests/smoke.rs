@@ -1,16 +1,12 @@
 //! aiosqlite's smoke suite (tests/smoke.py), ported scenario by scenario, plus
 //! the rest of the core surface.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 
 use aiolite::{named_params, ConnectOptions, Connection, Error, TransactionBehavior, Value};
 use futures_util::StreamExt;
-
-fn temp_db() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("test.db");
-    (dir, path)
-}
 
 async fn users(conn: &Connection) {
     conn.execute_script(
@@ -22,7 +18,7 @@ async fn users(conn: &Connection) {
 
 #[tokio::test]
 async fn connect_with_each_path_type() {
-    let (_dir, path) = temp_db();
+    let (_dir, path) = common::temp_db("test.db");
     let as_str: &str = path.to_str().expect("utf-8 path");
     let c1 = Connection::open(as_str).await.expect("&str");
     let c2 = Connection::open(as_str.to_string()).await.expect("String");
@@ -33,12 +29,7 @@ async fn connect_with_each_path_type() {
         .await
         .expect("insert");
     for c in [&c3, &c4] {
-        let n: i64 = c
-            .fetch_one("SELECT count(*) FROM t", ())
-            .await
-            .expect("count")
-            .get(0)
-            .expect("int");
+        let n = common::scalar(c, "SELECT count(*) FROM t").await;
         assert_eq!(n, 1);
     }
     assert_eq!(c4.path(), path.as_path());
@@ -46,7 +37,7 @@ async fn connect_with_each_path_type() {
 
 #[tokio::test]
 async fn multiple_connections_see_each_others_commits() {
-    let (_dir, path) = temp_db();
+    let (_dir, path) = common::temp_db("test.db");
     let a = Connection::open(&path).await.expect("a");
     let b = Connection::open(&path).await.expect("b");
     users(&a).await;
@@ -83,12 +74,7 @@ async fn concurrent_queries_on_one_handle() {
     }
     ids.sort_unstable();
     assert_eq!(ids, (1..=100).collect::<Vec<i64>>());
-    let n: i64 = conn
-        .fetch_one("SELECT count(*) FROM users", ())
-        .await
-        .expect("count")
-        .get(0)
-        .expect("int");
+    let n = common::scalar(&conn, "SELECT count(*) FROM users").await;
     assert_eq!(n, 100);
 }
 
@@ -242,7 +228,7 @@ async fn close_twice_and_calls_after_close() {
 
 #[tokio::test]
 async fn close_after_a_thousand_queued_queries() {
-    let (_dir, path) = temp_db();
+    let (_dir, path) = common::temp_db("test.db");
     let conn = Connection::open(&path).await.expect("open");
     conn.execute("CREATE TABLE t(x INTEGER)", ())
         .await
@@ -271,12 +257,7 @@ async fn close_after_a_thousand_queued_queries() {
         Err(Error::Closed)
     ));
     let check = Connection::open(&path).await.expect("reopen");
-    let n: i64 = check
-        .fetch_one("SELECT count(*) FROM t", ())
-        .await
-        .expect("count")
-        .get(0)
-        .expect("int");
+    let n = common::scalar(&check, "SELECT count(*) FROM t").await;
     assert_eq!(n, 1000);
 }
 
@@ -396,18 +377,13 @@ async fn commit_and_rollback_outside_a_transaction_are_noops() {
         .await
         .expect("insert");
     conn.rollback().await.expect("rollback");
-    let n: i64 = conn
-        .fetch_one("SELECT count(*) FROM users", ())
-        .await
-        .expect("count")
-        .get(0)
-        .expect("int");
+    let n = common::scalar(&conn, "SELECT count(*) FROM users").await;
     assert_eq!(n, 0);
 }
 
 #[tokio::test]
 async fn isolation_level_emulates_pythons_implicit_begin() {
-    let (_dir, path) = temp_db();
+    let (_dir, path) = common::temp_db("test.db");
     let conn = ConnectOptions::new(&path)
         .isolation_level(Some(TransactionBehavior::Deferred))
         .open()
@@ -423,13 +399,8 @@ async fn isolation_level_emulates_pythons_implicit_begin() {
         "DML opened a transaction"
     );
     let other = Connection::open(&path).await.expect("other");
-    let count = |c: Connection| async move {
-        c.fetch_one("SELECT count(*) FROM users", ())
-            .await
-            .expect("count")
-            .get::<i64, _>(0)
-            .expect("int")
-    };
+    let count =
+        |c: Connection| async move { common::scalar(&c, "SELECT count(*) FROM users").await };
     assert_eq!(count(other.clone()).await, 0, "not committed yet");
     conn.commit().await.expect("commit");
     assert_eq!(count(other.clone()).await, 1);
@@ -442,7 +413,7 @@ async fn isolation_level_emulates_pythons_implicit_begin() {
 
 #[tokio::test]
 async fn options_init_hook_pragmas_and_url() {
-    let (_dir, path) = temp_db();
+    let (_dir, path) = common::temp_db("test.db");
     let conn = ConnectOptions::new(&path)
         .pragma("user_version", "7")
         .on_open(|c| {
@@ -478,14 +449,7 @@ async fn options_init_hook_pragmas_and_url() {
     assert_eq!(err.code(), Some(aiolite::ErrorCode::ReadOnly), "{err:?}");
     let mem: ConnectOptions = "sqlite::memory:".parse().expect("memory url");
     let m = mem.open().await.expect("open memory");
-    assert_eq!(
-        m.fetch_one("SELECT 1", ())
-            .await
-            .expect("select")
-            .get::<i64, _>(0)
-            .expect("int"),
-        1
-    );
+    assert_eq!(common::scalar(&m, "SELECT 1").await, 1);
 }
 
 #[tokio::test]

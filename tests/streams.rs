@@ -1,5 +1,7 @@
 //! Streams: chunked, bounded, interleaved with other requests, finalized on drop.
 
+mod common;
+
 use std::time::Duration;
 
 use aiolite::{ConnectOptions, Connection};
@@ -85,14 +87,7 @@ async fn insert_returning_is_committed_before_the_first_row() {
         .await
         .expect("create");
     let other = Connection::open(&path).await.expect("other");
-    let count = || async {
-        other
-            .fetch_one("SELECT count(*) FROM t", ())
-            .await
-            .expect("count")
-            .get::<i64, _>(0)
-            .expect("int")
-    };
+    let count = || async { common::scalar(&other, "SELECT count(*) FROM t").await };
 
     let row = conn
         .fetch_one("INSERT INTO t(v) VALUES (1), (2), (3) RETURNING id", ())
@@ -149,12 +144,5 @@ async fn stream_inside_a_transaction_sees_its_writes() {
         .await;
     assert_eq!(xs, vec![1, 2, 3, 4, 5]);
     tx.rollback().await.expect("rollback");
-    assert_eq!(
-        conn.fetch_one("SELECT count(*) FROM t", ())
-            .await
-            .expect("count")
-            .get::<i64, _>(0)
-            .expect("int"),
-        10
-    );
+    assert_eq!(common::scalar(&conn, "SELECT count(*) FROM t").await, 10);
 }

@@ -1,17 +1,15 @@
 //! Transactions: the guard, the closure form, exclusivity, and what happens
 //! when their futures are dropped.
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
 use aiolite::{Connection, Error, TransactionBehavior};
 
 async fn count(conn: &Connection) -> i64 {
-    conn.fetch_one("SELECT count(*) FROM t", ())
-        .await
-        .expect("count")
-        .get(0)
-        .expect("int")
+    common::scalar(conn, "SELECT count(*) FROM t").await
 }
 
 async fn setup() -> (tempfile::TempDir, PathBuf, Connection) {
@@ -34,11 +32,7 @@ async fn guard_commit_rollback_and_drop() {
         .await
         .expect("insert");
     assert_eq!(
-        tx.fetch_one("SELECT count(*) FROM t", ())
-            .await
-            .expect("own write")
-            .get::<i64, _>(0)
-            .expect("int"),
+        common::scalar_in(&tx, "SELECT count(*) FROM t").await,
         1,
         "a transaction reads its own writes"
     );
@@ -85,11 +79,7 @@ async fn guard_owns_the_connection_against_64_tasks() {
     // Give the 64 tasks every chance to run; none may land inside `tx`.
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(
-        tx.fetch_one("SELECT count(*) FROM t", ())
-            .await
-            .expect("count")
-            .get::<i64, _>(0)
-            .expect("int"),
+        common::scalar_in(&tx, "SELECT count(*) FROM t").await,
         1,
         "another task's statement landed inside the transaction"
     );
@@ -122,12 +112,7 @@ async fn concurrent_guards_serialize() {
             let conn = conn.clone();
             tokio::spawn(async move {
                 let tx = conn.begin().await.expect("begin");
-                let v: i64 = tx
-                    .fetch_one("SELECT v FROM t WHERE id = 1", ())
-                    .await
-                    .expect("read")
-                    .get(0)
-                    .expect("int");
+                let v = common::scalar_in(&tx, "SELECT v FROM t WHERE id = 1").await;
                 tokio::task::yield_now().await;
                 tx.execute("UPDATE t SET v = ? WHERE id = 1", (v + 1,))
                     .await
@@ -139,12 +124,7 @@ async fn concurrent_guards_serialize() {
     for t in tasks {
         t.await.expect("join");
     }
-    let v: i64 = conn
-        .fetch_one("SELECT v FROM t WHERE id = 1", ())
-        .await
-        .expect("read")
-        .get(0)
-        .expect("int");
+    let v = common::scalar(&conn, "SELECT v FROM t WHERE id = 1").await;
     assert_eq!(v, 32);
 }
 

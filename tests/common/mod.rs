@@ -1,0 +1,32 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::path::PathBuf;
+
+use aiolite::Connection;
+
+/// The first column of the first row of `sql`, as an integer.
+pub(crate) async fn scalar(conn: &Connection, sql: &str) -> i64 {
+    conn.fetch_one(sql.to_owned(), ())
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .get(0)
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// A fresh directory and a database path inside it (the directory lives as
+/// long as the returned guard).
+pub(crate) fn temp_db(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(name);
+    (dir, path)
+}
+
+/// [`scalar`] inside a transaction.
+pub(crate) async fn scalar_in(tx: &aiolite::Transaction, sql: &str) -> i64 {
+    tx.fetch_one(sql.to_owned(), ())
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .get(0)
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
