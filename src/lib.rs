@@ -3,9 +3,9 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 
 pub use aiolite_conn::{
-    named_params, Column, ConnectOptions, Connection, Error, ErrorCode, ErrorKind, JournalMode,
-    NamedParams, Params, Result, Row, RowIndex, RowStream, Synchronous, Transaction,
-    TransactionBehavior, Value,
+    named_params, Column, ConnectOptions, Connection, Database, DatabaseBuilder, Error, ErrorCode,
+    ErrorKind, JournalMode, NamedParams, Params, Result, Row, RowIndex, RowStream, Savepoint,
+    Synchronous, Transaction, TransactionBehavior, Value,
 };
 
 /// rusqlite, the synchronous SQLite binding aiolite runs on the worker thread

@@ -7,7 +7,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use tokio::sync::{mpsc, oneshot};
@@ -16,7 +16,7 @@ use tracing::Span;
 use crate::error::{Error, Result};
 use crate::options::{ConnectOptions, TransactionBehavior};
 use crate::transaction::Transaction;
-use crate::worker::{self, Job, Message, Shared, Worker};
+use crate::worker::{self, Job, Message, Shared, Worker, WorkerThread};
 
 /// The sending side of a worker's queue (the main one, or a transaction's lease).
 #[derive(Clone)]
@@ -139,6 +139,7 @@ struct Inner {
     interrupt: rusqlite::InterruptHandle,
     path: PathBuf,
     queue_bound: usize,
+    thread: Mutex<Option<WorkerThread>>,
 }
 
 /// An async SQLite connection: a cheap, cloneable handle to one worker thread
@@ -195,13 +196,15 @@ impl Connection {
 
     pub(crate) async fn open_with(opts: ConnectOptions) -> Result<Connection> {
         let shared = Arc::new(Shared::default());
-        let name = format!(
-            "aiolite-conn-{}",
-            NEXT_THREAD.fetch_add(1, Ordering::Relaxed)
-        );
+        let name = opts.thread_name.clone().unwrap_or_else(|| {
+            format!(
+                "aiolite-conn-{}",
+                NEXT_THREAD.fetch_add(1, Ordering::Relaxed)
+            )
+        });
         let path = opts.display_path();
         let queue_bound = opts.queue_bound;
-        let (sender, interrupt) = worker::spawn(opts, Arc::clone(&shared), name).await?;
+        let (sender, interrupt, thread) = worker::spawn(opts, Arc::clone(&shared), name).await?;
         Ok(Connection {
             inner: Arc::new(Inner {
                 channel: Channel {
@@ -212,12 +215,20 @@ impl Connection {
                 interrupt,
                 path,
                 queue_bound,
+                thread: Mutex::new(Some(thread)),
             }),
         })
     }
 
     pub(crate) fn channel(&self) -> &Channel {
         &self.inner.channel
+    }
+
+    /// Requests waiting in this connection's queue (not counting the one
+    /// running).
+    pub fn queued_requests(&self) -> usize {
+        let sender = &self.channel().sender;
+        sender.max_capacity() - sender.capacity()
     }
 
     /// The path this connection was opened with (`":memory:"` for memory).
@@ -351,7 +362,9 @@ impl Connection {
     }
 
     /// Runs `f` inside a `DEFERRED` transaction on the worker thread: commits
-    /// when it returns `Ok`, rolls back when it returns `Err` or panics.
+    /// when it returns `Ok`, rolls back when it returns `Err` or panics. `f`
+    /// gets `&mut rusqlite::Transaction`, so it can nest savepoints
+    /// (`tx.savepoint()`).
     ///
     /// ```
     /// # async fn demo(conn: aiolite_conn::Connection) -> aiolite_conn::Result<()> {
@@ -373,7 +386,7 @@ impl Connection {
     /// once running it completes (commit or rollback) on the worker.
     pub async fn transaction<F, T, E>(&self, f: F) -> Result<T, E>
     where
-        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, E> + Send + 'static,
+        F: FnOnce(&mut rusqlite::Transaction<'_>) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
         E: From<Error> + Send + 'static,
     {
@@ -394,7 +407,7 @@ impl Connection {
         f: F,
     ) -> Result<T, E>
     where
-        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, E> + Send + 'static,
+        F: FnOnce(&mut rusqlite::Transaction<'_>) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
         E: From<Error> + Send + 'static,
     {
@@ -406,8 +419,8 @@ impl Connection {
         let r = self
             .channel()
             .run(move |w| {
-                let tx = w.conn.transaction_with_behavior(behavior)?;
-                match f(&tx) {
+                let mut tx = w.conn.transaction_with_behavior(behavior)?;
+                match f(&mut tx) {
                     Ok(v) => {
                         tx.commit()?;
                         Ok(Ok(v))
@@ -434,16 +447,22 @@ impl Connection {
     pub async fn close(&self) -> Result<()> {
         self.channel().shared.closed.store(true, Ordering::Release);
         let (tx, rx) = oneshot::channel();
-        if self
-            .channel()
-            .sender
-            .send(Message::Close(tx))
-            .await
-            .is_err()
-        {
-            return Ok(()); // already closed
+        let sent = self.channel().sender.send(Message::Close(tx)).await;
+        // A failed send means another close got there first.
+        let result = match sent {
+            Ok(()) => rx.await.unwrap_or(Ok(())),
+            Err(_) => Ok(()),
+        };
+        let thread = self
+            .inner
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(thread) = thread {
+            thread.join().await;
         }
-        rx.await.unwrap_or(Ok(()))
+        result
     }
 
     /// Whether [`close`](Connection::close) was called or the worker is gone.

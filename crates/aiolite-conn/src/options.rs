@@ -110,6 +110,18 @@ impl FromStr for Synchronous {
     }
 }
 
+/// What a connection is for; a pool's writer and readers differ from a plain
+/// connection in a few settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    Standalone,
+    /// The pool's writer: transactions take the write lock at BEGIN, and a
+    /// transaction left open by a request that holds no lease is rolled back.
+    Writer,
+    /// A pool reader: `query_only`, and it leaves the journal mode to the writer.
+    Reader,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Target {
     File(PathBuf),
@@ -148,6 +160,8 @@ pub struct ConnectOptions {
     pub(crate) isolation_level: Option<TransactionBehavior>,
     pub(crate) slow_statement: Duration,
     pub(crate) init: Option<InitHook>,
+    pub(crate) role: Role,
+    pub(crate) thread_name: Option<String>,
 }
 
 impl ConnectOptions {
@@ -174,6 +188,8 @@ impl ConnectOptions {
             isolation_level: None,
             slow_statement: Duration::from_secs(1),
             init: None,
+            role: Role::Standalone,
+            thread_name: None,
         }
     }
 
@@ -320,8 +336,11 @@ impl ConnectOptions {
             (Target::File(_), None) => Some(JournalMode::Wal),
             (Target::Memory, None) => None,
         };
-        if let (Some(mode), false) = (journal, self.read_only) {
+        if let (Some(mode), false, false) = (journal, self.read_only, self.role == Role::Reader) {
             out.push(("journal_mode".to_owned(), mode.as_str().to_owned()));
+        }
+        if self.role == Role::Reader {
+            out.push(("query_only".to_owned(), "1".to_owned()));
         }
         out.push((
             "synchronous".to_owned(),
@@ -354,6 +373,7 @@ impl fmt::Debug for ConnectOptions {
             .field("pragmas", &self.pragmas)
             .field("isolation_level", &self.isolation_level)
             .field("init", &self.init.as_ref().map(|_| "<hook>"))
+            .field("role", &self.role)
             .finish()
     }
 }

@@ -11,11 +11,14 @@ use crate::connection::{Channel, Sql};
 use crate::error::Result;
 use crate::params::Params;
 use crate::row::Row;
-use crate::worker::{Chunk, Message};
+use crate::worker::{Chunk, Deferred, Message};
 
 type ChunkFuture = Pin<Box<dyn Future<Output = Result<Chunk>> + Send>>;
+pub(crate) type RouteFuture = Pin<Box<dyn Future<Output = Channel> + Send>>;
 
 enum State {
+    /// A pool stream: which connection runs it is decided on first poll.
+    Routing(RouteFuture, Sql, Box<dyn Params>),
     NotStarted(Sql, Box<dyn Params>),
     Fetching(ChunkFuture),
     Done,
@@ -39,7 +42,7 @@ enum State {
 /// ```
 #[must_use = "streams do nothing unless polled"]
 pub struct RowStream {
-    channel: Channel,
+    channel: Option<Channel>,
     state: State,
     buffer: std::vec::IntoIter<Row>,
     /// The parked statement on the worker, while the result is not exhausted.
@@ -49,15 +52,23 @@ pub struct RowStream {
 impl RowStream {
     pub(crate) fn new(channel: Channel, sql: Sql, params: Box<dyn Params>) -> RowStream {
         RowStream {
-            channel,
+            channel: Some(channel),
             state: State::NotStarted(sql, params),
             buffer: Vec::new().into_iter(),
             cursor: None,
         }
     }
 
-    fn fetch(&self, id: u64) -> ChunkFuture {
-        let channel = self.channel.clone();
+    pub(crate) fn routed(route: RouteFuture, sql: Sql, params: Box<dyn Params>) -> RowStream {
+        RowStream {
+            channel: None,
+            state: State::Routing(route, sql, params),
+            buffer: Vec::new().into_iter(),
+            cursor: None,
+        }
+    }
+
+    fn fetch(channel: Channel, id: u64) -> ChunkFuture {
         Box::pin(async move {
             channel
                 .run_or_undo(move |w| w.fetch_cursor(id), close_unread)
@@ -84,13 +95,22 @@ impl Stream for RowStream {
             }
             match &mut this.state {
                 State::Done => return Poll::Ready(None),
-                State::NotStarted(..) => {
-                    let State::NotStarted(sql, params) =
+                State::Routing(route, ..) => {
+                    let channel = std::task::ready!(route.as_mut().poll(cx));
+                    if let State::Routing(_, sql, params) =
                         std::mem::replace(&mut this.state, State::Done)
-                    else {
-                        unreachable!("matched above")
+                    {
+                        this.state = State::NotStarted(sql, params);
+                    }
+                    this.channel = Some(channel);
+                }
+                State::NotStarted(..) => {
+                    let (State::NotStarted(sql, params), Some(channel)) = (
+                        std::mem::replace(&mut this.state, State::Done),
+                        this.channel.clone(),
+                    ) else {
+                        return Poll::Ready(None);
                     };
-                    let channel = this.channel.clone();
                     this.state = State::Fetching(Box::pin(async move {
                         channel
                             .run_or_undo(move |w| w.open_cursor(&sql, &*params), close_unread)
@@ -112,7 +132,10 @@ impl Stream for RowStream {
                                 Some(id) => {
                                     // Ask for the next chunk now, so the worker
                                     // reads while the caller consumes this one.
-                                    let mut next = this.fetch(id);
+                                    let Some(channel) = this.channel.clone() else {
+                                        return Poll::Ready(None);
+                                    };
+                                    let mut next = Self::fetch(channel, id);
                                     match next.as_mut().poll(cx) {
                                         Poll::Pending => State::Fetching(next),
                                         Poll::Ready(r) => {
@@ -132,12 +155,12 @@ impl Stream for RowStream {
 
 impl Drop for RowStream {
     fn drop(&mut self) {
-        if let Some(id) = self.cursor.take() {
+        if let (Some(id), Some(channel)) = (self.cursor.take(), &self.channel) {
             // A fetch in flight is cancelled when `state` drops; the parked
             // statement is finalized by the worker at its next request, and
             // this wakes an idle worker so that is now.
-            self.channel.shared.drop_cursor(id);
-            let _ = self.channel.sender.try_send(Message::Wake);
+            channel.shared.defer(Deferred::CloseCursor(id));
+            let _ = channel.sender.try_send(Message::Wake);
         }
     }
 }

@@ -1,9 +1,11 @@
 //! The async transaction guard.
 
 use std::fmt;
+use std::marker::PhantomData;
 
 use crate::connection::{Channel, Connection};
 use crate::error::Result;
+use crate::worker::{Deferred, Message};
 
 /// An open transaction, from [`Connection::begin`].
 ///
@@ -31,6 +33,30 @@ impl Transaction {
     /// The connection this transaction runs on.
     pub fn connection(&self) -> &Connection {
         &self.conn
+    }
+
+    /// Opens a savepoint: a transaction nested in this one. While it lives,
+    /// statements go through it; it ends with [`Savepoint::release`] (its work
+    /// joins this transaction), [`Savepoint::rollback`], or by being dropped
+    /// (rolled back). Savepoints nest.
+    ///
+    /// ```
+    /// # async fn demo(tx: &mut aiolite_conn::Transaction) -> aiolite_conn::Result<()> {
+    /// tx.execute("INSERT INTO log(msg) VALUES ('kept')", ()).await?;
+    /// let sp = tx.savepoint().await?;
+    /// sp.execute("INSERT INTO log(msg) VALUES ('undone')", ()).await?;
+    /// sp.rollback().await?; // 'kept' stays, 'undone' is gone
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// SQLite's error.
+    ///
+    /// # Cancel safety
+    /// If dropped after the SAVEPOINT ran, the savepoint stays open, empty,
+    /// and ends with the transaction.
+    pub async fn savepoint(&mut self) -> Result<Savepoint<'_>> {
+        Savepoint::open(&self.channel).await
     }
 
     /// Commits and releases the connection. If the COMMIT fails, the
@@ -74,6 +100,110 @@ impl Transaction {
 }
 
 crate::query_methods::impl_query_methods!(Transaction);
+
+/// A savepoint inside a [`Transaction`] (or inside another savepoint), from
+/// [`Transaction::savepoint`]. It borrows its parent, so the parent cannot be
+/// used until it ends. Dropped without [`release`](Savepoint::release), it is
+/// rolled back before the parent's next statement.
+#[must_use = "a savepoint is rolled back when dropped; call release()"]
+pub struct Savepoint<'a> {
+    channel: Channel,
+    name: String,
+    done: bool,
+    _parent: PhantomData<&'a mut ()>,
+}
+
+impl Savepoint<'_> {
+    async fn open<'b>(channel: &Channel) -> Result<Savepoint<'b>> {
+        let name = channel.shared.savepoint_name();
+        let sql = format!("SAVEPOINT {name}");
+        channel
+            .run(move |w| Ok(w.conn.execute_batch(&sql)?))
+            .await?;
+        Ok(Savepoint {
+            channel: channel.clone(),
+            name,
+            done: false,
+            _parent: PhantomData,
+        })
+    }
+
+    pub(crate) fn channel(&self) -> &Channel {
+        &self.channel
+    }
+
+    /// Opens a savepoint nested in this one.
+    ///
+    /// # Errors
+    /// SQLite's error.
+    ///
+    /// # Cancel safety
+    /// As [`Transaction::savepoint`].
+    pub async fn savepoint(&mut self) -> Result<Savepoint<'_>> {
+        Savepoint::open(&self.channel).await
+    }
+
+    /// Keeps the savepoint's work as part of the enclosing transaction.
+    ///
+    /// # Errors
+    /// SQLite's error.
+    ///
+    /// # Cancel safety
+    /// If dropped before the RELEASE ran, the savepoint is rolled back.
+    pub async fn release(mut self) -> Result<()> {
+        let sql = format!("RELEASE {}", self.name);
+        self.done = true;
+        let r = self
+            .channel
+            .run(move |w| Ok(w.conn.execute_batch(&sql)?))
+            .await;
+        if r.is_err() {
+            self.done = false; // let Drop undo it
+        }
+        r
+    }
+
+    /// Undoes the savepoint's work; the enclosing transaction goes on.
+    ///
+    /// # Errors
+    /// SQLite's error.
+    ///
+    /// # Cancel safety
+    /// The savepoint is rolled back whether or not the future completes.
+    pub async fn rollback(mut self) -> Result<()> {
+        let sql = format!("ROLLBACK TO {0}; RELEASE {0}", self.name);
+        self.done = true;
+        let r = self
+            .channel
+            .run(move |w| Ok(w.conn.execute_batch(&sql)?))
+            .await;
+        if r.is_err() {
+            self.done = false;
+        }
+        r
+    }
+}
+
+impl Drop for Savepoint<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.channel
+                .shared
+                .defer(Deferred::RollbackTo(std::mem::take(&mut self.name)));
+            let _ = self.channel.sender.try_send(Message::Wake);
+        }
+    }
+}
+
+crate::query_methods::impl_query_methods!(Savepoint<'_>);
+
+impl fmt::Debug for Savepoint<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Savepoint")
+            .field("name", &self.name)
+            .finish()
+    }
+}
 
 impl fmt::Debug for Transaction {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::Span;
 
 use crate::error::{Error, Result};
-use crate::options::{ConnectOptions, TransactionBehavior};
+use crate::options::{ConnectOptions, Role, TransactionBehavior};
 use crate::params::Params;
 use crate::row::{columns_of, Column, Columns, Row, RowsBuilder};
 
@@ -51,8 +51,19 @@ pub(crate) struct Shared {
     cancel_pending: AtomicBool,
     cancelled: Mutex<Vec<u64>>,
     pub(crate) closed: AtomicBool,
-    dropped_pending: AtomicBool,
-    dropped_cursors: Mutex<Vec<u64>>,
+    deferred_pending: AtomicBool,
+    deferred: Mutex<Vec<Deferred>>,
+    next_savepoint: AtomicU64,
+}
+
+/// Work left by a `Drop` (which cannot await), done by the worker before its
+/// next request, in the order it was left.
+#[derive(Debug)]
+pub(crate) enum Deferred {
+    /// A dropped stream: finalize its parked statement.
+    CloseCursor(u64),
+    /// A savepoint dropped without release: undo it.
+    RollbackTo(String),
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -77,10 +88,19 @@ impl Shared {
             && lock(&self.cancelled).contains(&self.running.load(Ordering::Relaxed))
     }
 
-    /// A stream was dropped: its parked statement must be finalized.
-    pub(crate) fn drop_cursor(&self, cursor: u64) {
-        lock(&self.dropped_cursors).push(cursor);
-        self.dropped_pending.store(true, Ordering::Release);
+    /// Leaves work for the worker's next request (see [`Deferred`]).
+    pub(crate) fn defer(&self, work: Deferred) {
+        lock(&self.deferred).push(work);
+        self.deferred_pending.store(true, Ordering::Release);
+    }
+
+    /// A savepoint name never used before on this connection, so deferred
+    /// work for an old savepoint can never touch a newer one.
+    pub(crate) fn savepoint_name(&self) -> String {
+        format!(
+            "aiolite_sp_{}",
+            self.next_savepoint.fetch_add(1, Ordering::Relaxed)
+        )
     }
 }
 
@@ -143,6 +163,8 @@ pub(crate) struct Worker {
     pub(crate) lease: Option<mpsc::Receiver<Message>>,
     /// Set by the request that ends the lease (commit or rollback).
     pub(crate) end_lease: bool,
+    /// A pool writer: roll back what a request without the lease left open.
+    rollback_stray: bool,
     /// Column names per SQL text, so a point query does not allocate them on
     /// every run. Checked against the statement before use: a schema change
     /// that renames or retypes a column is seen.
@@ -155,13 +177,20 @@ pub(crate) async fn spawn(
     opts: ConnectOptions,
     shared: Arc<Shared>,
     thread_name: String,
-) -> Result<(mpsc::Sender<Message>, rusqlite::InterruptHandle)> {
+) -> Result<(
+    mpsc::Sender<Message>,
+    rusqlite::InterruptHandle,
+    WorkerThread,
+)> {
     let (tx, rx) = mpsc::channel(opts.queue_bound);
     let (ready_tx, ready_rx) = oneshot::channel();
+    let (exited_tx, exited) = oneshot::channel::<()>();
     let path = opts.display_path();
-    std::thread::Builder::new()
+    let handle = std::thread::Builder::new()
         .name(thread_name)
         .spawn(move || {
+            // Dropped last, even on unwind: tells `close` the thread is done.
+            let _exited = exited_tx;
             let worker = match Worker::open(&opts, shared) {
                 Ok(w) => w,
                 Err(e) => {
@@ -184,7 +213,23 @@ pub(crate) async fn spawn(
             message: format!("cannot spawn the worker thread: {e}"),
         })?;
     let interrupt = ready_rx.await.map_err(|_| Error::Closed)??;
-    Ok((tx, interrupt))
+    Ok((tx, interrupt, WorkerThread { handle, exited }))
+}
+
+/// The worker's thread, to be joined by `close`.
+#[derive(Debug)]
+pub(crate) struct WorkerThread {
+    handle: std::thread::JoinHandle<()>,
+    exited: oneshot::Receiver<()>,
+}
+
+impl WorkerThread {
+    /// Waits (without blocking the runtime) until the thread has finished,
+    /// then joins it.
+    pub(crate) async fn join(self) {
+        let _ = self.exited.await;
+        let _ = self.handle.join();
+    }
 }
 
 impl Worker {
@@ -240,6 +285,12 @@ impl Worker {
                 return Err(e);
             }
         }
+        if opts.role == Role::Writer {
+            // Applies to rusqlite's own `transaction()` too (in `call`, in
+            // migrations): the write lock is taken at BEGIN, so a read that
+            // later writes cannot fail with SQLITE_BUSY_SNAPSHOT.
+            conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
+        }
         let probe = Arc::clone(&shared);
         conn.progress_handler(CANCEL_CHECK_OPS, Some(move || probe.should_interrupt()))?;
         // SAFETY: the alias is a second, non-owning `rusqlite::Connection` over
@@ -261,6 +312,7 @@ impl Worker {
             next_cursor: 0,
             lease: None,
             end_lease: false,
+            rollback_stray: opts.role == Role::Writer,
             columns: RefCell::new(HashMap::new()),
         })
     }
@@ -275,10 +327,16 @@ impl Worker {
                     self.run(id, span, job);
                     if let Some(lease) = self.lease.take() {
                         self.serve_lease(lease);
+                    } else if self.rollback_stray {
+                        // The pool's writer is shared: a transaction nobody
+                        // leased must not swallow the next task's writes.
+                        self.rollback_if_open(
+                            "a request left a transaction open on the pool's writer",
+                        );
                     }
                 }
                 Message::Close(reply) => break Some(reply),
-                Message::Wake => self.reap_cursors(),
+                Message::Wake => self.do_deferred(),
             }
         };
         self.shared.closed.store(true, Ordering::Release);
@@ -317,7 +375,7 @@ impl Worker {
                         return;
                     }
                 }
-                Some(Message::Wake) => self.reap_cursors(),
+                Some(Message::Wake) => self.do_deferred(),
                 Some(Message::Close(reply)) => {
                     let _ = reply.send(Err(Error::Cancelled(
                         "close is not available inside a transaction",
@@ -332,7 +390,7 @@ impl Worker {
     }
 
     fn run(&mut self, id: u64, span: Span, job: Job) {
-        self.reap_cursors();
+        self.do_deferred();
         let _entered = span.enter();
         self.shared.running.store(id, Ordering::Relaxed);
         job(self);
@@ -343,10 +401,21 @@ impl Worker {
         }
     }
 
-    fn reap_cursors(&mut self) {
-        if self.shared.dropped_pending.swap(false, Ordering::AcqRel) {
-            for id in std::mem::take(&mut *lock(&self.shared.dropped_cursors)) {
-                self.cursors.remove(&id);
+    fn do_deferred(&mut self) {
+        if self.shared.deferred_pending.swap(false, Ordering::AcqRel) {
+            for work in std::mem::take(&mut *lock(&self.shared.deferred)) {
+                match work {
+                    Deferred::CloseCursor(id) => {
+                        self.cursors.remove(&id);
+                    }
+                    Deferred::RollbackTo(name) => {
+                        // Fails harmlessly if the transaction already ended.
+                        let sql = format!("ROLLBACK TO {name}; RELEASE {name}");
+                        if let Err(e) = self.conn.execute_batch(&sql) {
+                            tracing::debug!(error = %e, savepoint = %name, "deferred savepoint rollback");
+                        }
+                    }
+                }
             }
         }
     }
@@ -539,6 +608,11 @@ impl Worker {
         })
     }
 
+    /// Whether SQLite calls the statement read-only (`sqlite3_stmt_readonly`).
+    pub(crate) fn is_read_only(&self, sql: &str) -> Result<bool> {
+        Ok(self.prepare(sql)?.readonly())
+    }
+
     pub(crate) fn describe(&self, sql: &str) -> Result<Vec<Column>> {
         check_sql(sql)?;
         // Not from the statement cache: a cached statement reports the columns
@@ -723,10 +797,8 @@ pub(crate) fn check_sql(sql: &str) -> Result<()> {
     }
 }
 
-/// Whether the statement starts with INSERT, UPDATE, DELETE or REPLACE (after
-/// white space and comments), the test Python's `sqlite3` uses for its implicit
-/// BEGIN.
-pub(crate) fn is_dml(sql: &str) -> bool {
+/// The statement's first keyword, upper-cased, after white space and comments.
+pub(crate) fn first_keyword(sql: &str) -> String {
     let mut s = sql;
     loop {
         s = s.trim_start();
@@ -738,12 +810,19 @@ pub(crate) fn is_dml(sql: &str) -> bool {
             break;
         }
     }
-    let word: String = s
-        .chars()
+    s.chars()
         .take_while(|c| c.is_ascii_alphabetic())
         .map(|c| c.to_ascii_uppercase())
-        .collect();
-    matches!(word.as_str(), "INSERT" | "UPDATE" | "DELETE" | "REPLACE")
+        .collect()
+}
+
+/// Whether the statement starts with INSERT, UPDATE, DELETE or REPLACE, the
+/// test Python's `sqlite3` uses for its implicit BEGIN.
+pub(crate) fn is_dml(sql: &str) -> bool {
+    matches!(
+        first_keyword(sql).as_str(),
+        "INSERT" | "UPDATE" | "DELETE" | "REPLACE"
+    )
 }
 
 #[cfg(test)]

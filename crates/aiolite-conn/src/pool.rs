@@ -1,0 +1,557 @@
+//! `Database`: one writer and N readers on one WAL file, with routing.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::connection::{Connection, Sql};
+use crate::error::{Error, Result};
+use crate::options::{ConnectOptions, Role, Target, TransactionBehavior};
+use crate::params::Params;
+use crate::row::{Column, Row};
+use crate::stream::RowStream;
+use crate::transaction::Transaction;
+use crate::worker::first_keyword;
+
+/// A pool on one SQLite file: one writer connection and N reader connections,
+/// each with its own worker thread. A cheap `Clone + Send + Sync` handle: put
+/// it in your axum `State`, clone it into tasks.
+///
+/// Statements are routed by what SQLite says of them: read-only statements
+/// (`sqlite3_stmt_readonly`, learned once per SQL text) go to the least busy
+/// reader, everything else to the writer. Transaction control, `ATTACH` and
+/// `DETACH`, `PRAGMA`, and statements calling `last_insert_rowid()`,
+/// `changes()` or `total_changes()` always go to the writer, and so does
+/// everything inside a transaction from [`begin`](Database::begin) (which
+/// leases the writer: no other task's statement lands inside it).
+/// [`on_writer`](Database::on_writer) and [`on_reader`](Database::on_reader)
+/// pick a connection explicitly.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> aiolite_conn::Result<()> {
+/// # let dir = tempfile::tempdir().map_err(|e| aiolite_conn::Error::Options(e.to_string()))?;
+/// use aiolite_conn::Database;
+///
+/// let db = Database::builder(dir.path().join("app.db")).readers(4).open().await?;
+/// db.execute("CREATE TABLE kv(k TEXT PRIMARY KEY, v TEXT)", ()).await?; // writer
+/// db.execute("INSERT INTO kv VALUES ('a', '1')", ()).await?;            // writer
+/// let v: String = db.fetch_one("SELECT v FROM kv WHERE k = ?", ("a",)).await?.get(0)?; // a reader
+///
+/// let tx = db.begin().await?; // BEGIN IMMEDIATE on the writer, leased to this task
+/// tx.execute("UPDATE kv SET v = '2' WHERE k = 'a'", ()).await?;
+/// tx.commit().await?;
+/// db.close().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Database {
+    inner: Arc<Pool>,
+}
+
+struct Pool {
+    writer: Connection,
+    readers: Box<[Connection]>,
+    next_reader: AtomicUsize,
+    /// Per SQL text: `true` when a reader may run it.
+    routes: Mutex<HashMap<Box<str>, bool>>,
+}
+
+/// Builds a [`Database`]: `Database::builder(path).readers(4).options(..).open()`.
+#[derive(Debug, Clone)]
+pub struct DatabaseBuilder {
+    options: ConnectOptions,
+    readers: usize,
+}
+
+impl DatabaseBuilder {
+    /// Number of reader connections. Default: 4. With 0, the writer serves
+    /// reads too. Ignored for `:memory:` (one connection).
+    pub fn readers(mut self, readers: usize) -> Self {
+        self.readers = readers;
+        self
+    }
+
+    /// The options every connection of the pool opens with (the path given
+    /// here replaces the builder's). Readers add `PRAGMA query_only = 1`.
+    pub fn options(mut self, options: ConnectOptions) -> Self {
+        let target = self.options.target.clone();
+        self.options = ConnectOptions { target, ..options };
+        self
+    }
+
+    /// Opens the writer (which sets the journal mode, WAL by default, and
+    /// checks it took), then the readers.
+    ///
+    /// # Errors
+    /// The first connection's error; connections already open are closed.
+    ///
+    /// # Cancel safety
+    /// Dropping the future closes what was opened.
+    pub async fn open(self) -> Result<Database> {
+        let writer = Connection::open_with(ConnectOptions {
+            role: Role::Writer,
+            thread_name: Some("aiolite-writer".to_owned()),
+            ..self.options.clone()
+        })
+        .await?;
+        let readers = match self.options.target {
+            Target::Memory => 0,
+            Target::File(_) => self.readers,
+        };
+        let mut opened = Vec::with_capacity(readers);
+        for i in 0..readers {
+            let reader = Connection::open_with(ConnectOptions {
+                role: Role::Reader,
+                thread_name: Some(format!("aiolite-reader-{i}")),
+                create: false,
+                ..self.options.clone()
+            })
+            .await;
+            match reader {
+                Ok(r) => opened.push(r),
+                Err(e) => {
+                    for r in &opened {
+                        let _ = r.close().await;
+                    }
+                    let _ = writer.close().await;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(Database {
+            inner: Arc::new(Pool {
+                writer,
+                readers: opened.into_boxed_slice(),
+                next_reader: AtomicUsize::new(0),
+                routes: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+}
+
+/// Statements that must run on the writer whatever `sqlite3_stmt_readonly`
+/// says: transaction control (BEGIN is "read-only"), ATTACH/DETACH (they
+/// change the connection), PRAGMA, and the functions that report the state of
+/// one connection (on a reader they would report the reader's).
+fn writer_only(sql: &str) -> bool {
+    let keyword = first_keyword(sql);
+    if matches!(
+        keyword.as_str(),
+        "BEGIN"
+            | "COMMIT"
+            | "END"
+            | "ROLLBACK"
+            | "SAVEPOINT"
+            | "RELEASE"
+            | "ATTACH"
+            | "DETACH"
+            | "PRAGMA"
+            | "VACUUM"
+            | "ANALYZE"
+            | "REINDEX"
+    ) {
+        return true;
+    }
+    let lower = sql.to_ascii_lowercase();
+    // `changes` also matches `total_changes`; a column of that name is sent to
+    // the writer too, which is safe, only less parallel.
+    lower.contains("last_insert_rowid") || lower.contains("changes")
+}
+
+impl Database {
+    /// Opens a pool on `path` with 4 readers and the default
+    /// [`ConnectOptions`] (WAL, foreign keys on, 5 s busy timeout).
+    ///
+    /// # Errors
+    /// [`Error::Open`] naming the path.
+    ///
+    /// # Cancel safety
+    /// Dropping the future closes what was opened.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Database> {
+        Self::builder(path).open().await
+    }
+
+    /// One in-memory database, served by a single connection.
+    ///
+    /// # Errors
+    /// Only if SQLite cannot allocate it.
+    ///
+    /// # Cancel safety
+    /// Dropping the future closes what was opened.
+    pub async fn open_in_memory() -> Result<Database> {
+        Self::builder(":memory:").open().await
+    }
+
+    /// A builder for a pool on `path`.
+    pub fn builder(path: impl AsRef<Path>) -> DatabaseBuilder {
+        DatabaseBuilder {
+            options: ConnectOptions::new(path),
+            readers: 4,
+        }
+    }
+
+    /// The writer connection: everything sent to it runs on the writer.
+    /// A transaction it leaves open outside [`begin`](Database::begin) is rolled
+    /// back after the request.
+    pub fn on_writer(&self) -> &Connection {
+        &self.inner.writer
+    }
+
+    /// The least busy reader (`PRAGMA query_only`: a write sent to it fails
+    /// with "attempt to write a readonly database"). The writer when the pool
+    /// has no readers.
+    pub fn on_reader(&self) -> &Connection {
+        let readers = &self.inner.readers;
+        if readers.is_empty() {
+            return &self.inner.writer;
+        }
+        let start = self.inner.next_reader.fetch_add(1, Ordering::Relaxed);
+        let mut best = &readers[start % readers.len()];
+        for i in 0..readers.len() {
+            let r = &readers[(start + i) % readers.len()];
+            let queued = r.queued_requests();
+            if queued == 0 {
+                return r;
+            }
+            if queued < best.queued_requests() {
+                best = r;
+            }
+        }
+        best
+    }
+
+    /// The connection for `sql`: see the routing rules on [`Database`].
+    async fn route(&self, sql: &str) -> &Connection {
+        if self.inner.readers.is_empty() || writer_only(sql) {
+            return &self.inner.writer;
+        }
+        let known = self
+            .inner
+            .routes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(sql)
+            .copied();
+        let read_only = match known {
+            Some(r) => r,
+            None => {
+                let text = sql.to_owned();
+                match self
+                    .on_reader()
+                    .channel()
+                    .run(move |w| w.is_read_only(&text))
+                    .await
+                {
+                    Ok(r) => {
+                        let mut routes = self
+                            .inner
+                            .routes
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner);
+                        if routes.len() >= 1024 {
+                            routes.clear();
+                        }
+                        routes.insert(sql.into(), r);
+                        r
+                    }
+                    // A reader cannot prepare it (a table not created yet, a
+                    // TEMP table, a function only the writer has): the writer
+                    // runs it or reports the real error. Not remembered.
+                    Err(_) => false,
+                }
+            }
+        };
+        if read_only {
+            self.on_reader()
+        } else {
+            &self.inner.writer
+        }
+    }
+
+    /// Runs one statement on the connection it routes to; see
+    /// [`Connection::execute`].
+    ///
+    /// # Errors
+    /// As [`Connection::execute`].
+    ///
+    /// # Cancel safety
+    /// As [`Connection::execute`].
+    pub async fn execute<P: Params>(&self, sql: impl Into<Sql>, params: P) -> Result<usize> {
+        let sql = sql.into();
+        self.route(&sql).await.execute(sql, params).await
+    }
+
+    /// Runs one INSERT on the writer and returns the new rowid.
+    ///
+    /// # Errors
+    /// As [`Connection::execute_insert`].
+    ///
+    /// # Cancel safety
+    /// As [`Connection::execute`].
+    pub async fn execute_insert<P: Params>(&self, sql: impl Into<Sql>, params: P) -> Result<i64> {
+        self.inner.writer.execute_insert(sql, params).await
+    }
+
+    /// Runs one statement per parameter set on the writer.
+    ///
+    /// # Errors
+    /// As [`Connection::execute_many`].
+    ///
+    /// # Cancel safety
+    /// As [`Connection::execute`].
+    pub async fn execute_many<I>(&self, sql: impl Into<Sql>, params: I) -> Result<usize>
+    where
+        I: IntoIterator + Send + 'static,
+        I::Item: Params,
+    {
+        self.inner.writer.execute_many(sql, params).await
+    }
+
+    /// Runs a script on the writer.
+    ///
+    /// # Errors
+    /// As [`Connection::execute_script`].
+    ///
+    /// # Cancel safety
+    /// As [`Connection::execute`].
+    pub async fn execute_script(&self, sql: impl Into<Sql>) -> Result<()> {
+        self.inner.writer.execute_script(sql).await
+    }
+
+    /// All rows of a query, from the connection it routes to.
+    ///
+    /// # Errors
+    /// As [`Connection::fetch_all`].
+    ///
+    /// # Cancel safety
+    /// As [`Connection::execute`].
+    pub async fn fetch_all<P: Params>(&self, sql: impl Into<Sql>, params: P) -> Result<Vec<Row>> {
+        let sql = sql.into();
+        self.route(&sql).await.fetch_all(sql, params).await
+    }
+
+    /// The first row of a query; [`Error::NoRows`] if there is none.
+    ///
+    /// # Errors
+    /// As [`Connection::fetch_one`].
+    ///
+    /// # Cancel safety
+    /// As [`Connection::execute`].
+    pub async fn fetch_one<P: Params>(&self, sql: impl Into<Sql>, params: P) -> Result<Row> {
+        let sql = sql.into();
+        self.route(&sql).await.fetch_one(sql, params).await
+    }
+
+    /// The first row of a query, if any.
+    ///
+    /// # Errors
+    /// As [`Connection::fetch_optional`].
+    ///
+    /// # Cancel safety
+    /// As [`Connection::execute`].
+    pub async fn fetch_optional<P: Params>(
+        &self,
+        sql: impl Into<Sql>,
+        params: P,
+    ) -> Result<Option<Row>> {
+        let sql = sql.into();
+        self.route(&sql).await.fetch_optional(sql, params).await
+    }
+
+    /// Maps each row with `f` on the worker of the connection the query
+    /// routes to.
+    ///
+    /// # Errors
+    /// As [`Connection::query_map`].
+    ///
+    /// # Cancel safety
+    /// As [`Connection::execute`].
+    pub async fn query_map<P, T, F>(&self, sql: impl Into<Sql>, params: P, f: F) -> Result<Vec<T>>
+    where
+        P: Params,
+        T: Send + 'static,
+        F: FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let sql = sql.into();
+        self.route(&sql).await.query_map(sql, params, f).await
+    }
+
+    /// Streams a query's rows from a reader (from the writer if it writes,
+    /// e.g. `INSERT ... RETURNING`): an open read on the writer would pin a
+    /// WAL snapshot and hold back checkpoints. As [`Connection::stream`],
+    /// nothing is sent until the stream is first polled.
+    pub fn stream<P: Params>(&self, sql: impl Into<Sql>, params: P) -> RowStream {
+        let sql = sql.into();
+        let db = self.clone();
+        let text = sql.clone();
+        let route = Box::pin(async move { db.route(&text).await.channel().clone() });
+        RowStream::routed(route, sql, Box::new(params))
+    }
+
+    /// The columns a statement would return.
+    ///
+    /// # Errors
+    /// As [`Connection::describe`].
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn describe(&self, sql: impl Into<Sql>) -> Result<Vec<Column>> {
+        self.inner.writer.describe(sql).await
+    }
+
+    /// Runs `f` on a reader's worker (a `query_only` connection).
+    ///
+    /// # Errors
+    /// As [`Connection::call`].
+    ///
+    /// # Cancel safety
+    /// As [`Connection::call`].
+    pub async fn read<F, T, E>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut rusqlite::Connection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<Error> + Send + 'static,
+    {
+        self.on_reader().call(f).await
+    }
+
+    /// Runs `f` on the writer's worker. A transaction `f` leaves open is
+    /// rolled back after it; use [`transaction`](Database::transaction) or
+    /// [`begin`](Database::begin).
+    ///
+    /// # Errors
+    /// As [`Connection::call`].
+    ///
+    /// # Cancel safety
+    /// As [`Connection::call`].
+    pub async fn write<F, T, E>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut rusqlite::Connection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<Error> + Send + 'static,
+    {
+        self.inner.writer.call(f).await
+    }
+
+    /// Begins a write transaction (`BEGIN IMMEDIATE`) on the writer and leases
+    /// it to the returned guard: until it commits, rolls back or is dropped,
+    /// other tasks' writes wait in order and none lands inside it. Reads from
+    /// other tasks keep going on the readers.
+    ///
+    /// # Errors
+    /// `SQLITE_BUSY` if another process holds the write lock past the busy
+    /// timeout.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a transaction whose BEGIN nobody saw succeed is rolled back
+    /// and the writer released.
+    pub async fn begin(&self) -> Result<Transaction> {
+        self.inner
+            .writer
+            .begin_with(TransactionBehavior::Immediate)
+            .await
+    }
+
+    /// [`begin`](Database::begin) with a chosen locking behavior.
+    ///
+    /// # Errors
+    /// As [`begin`](Database::begin).
+    ///
+    /// # Cancel safety
+    /// As [`begin`](Database::begin).
+    pub async fn begin_with(&self, behavior: TransactionBehavior) -> Result<Transaction> {
+        self.inner.writer.begin_with(behavior).await
+    }
+
+    /// Runs `f` in an IMMEDIATE transaction on the writer's worker: commit on
+    /// `Ok`, rollback on `Err` or panic.
+    ///
+    /// # Errors
+    /// As [`Connection::transaction`].
+    ///
+    /// # Cancel safety
+    /// As [`Connection::transaction`].
+    pub async fn transaction<F, T, E>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut rusqlite::Transaction<'_>) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<Error> + Send + 'static,
+    {
+        self.inner
+            .writer
+            .transaction_with(TransactionBehavior::Immediate, f)
+            .await
+    }
+
+    /// Closes every connection (readers first, then the writer, so the last
+    /// close checkpoints the WAL) and joins their threads. Afterwards every
+    /// call fails with [`Error::Closed`].
+    ///
+    /// # Errors
+    /// The first close error; every connection is closed regardless.
+    ///
+    /// # Cancel safety
+    /// Closing continues on the workers if the future is dropped.
+    pub async fn close(&self) -> Result<()> {
+        let mut first_error = Ok(());
+        for conn in self.inner.readers.iter().chain([&self.inner.writer]) {
+            let r = conn.close().await;
+            if first_error.is_ok() {
+                first_error = r;
+            }
+        }
+        first_error
+    }
+
+    /// Whether the pool was closed.
+    pub fn is_closed(&self) -> bool {
+        self.inner.writer.is_closed()
+    }
+}
+
+impl fmt::Debug for Database {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Database")
+            .field("path", &self.inner.writer.path())
+            .field("readers", &self.inner.readers.len())
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::writer_only;
+
+    #[test]
+    fn guard_rails() {
+        for sql in [
+            "BEGIN",
+            "begin immediate",
+            "  COMMIT",
+            "END TRANSACTION",
+            "ROLLBACK",
+            "SAVEPOINT a",
+            "RELEASE a",
+            "ATTACH 'x.db' AS x",
+            "DETACH x",
+            "PRAGMA journal_mode",
+            "/* c */ pragma user_version",
+            "SELECT last_insert_rowid()",
+            "SELECT changes()",
+            "select TOTAL_CHANGES()",
+        ] {
+            assert!(writer_only(sql), "{sql}");
+        }
+        for sql in [
+            "SELECT 1",
+            "WITH x AS (SELECT 1) SELECT * FROM x",
+            "SELECT * FROM t",
+        ] {
+            assert!(!writer_only(sql), "{sql}");
+        }
+    }
+}
