@@ -6,7 +6,9 @@ mod common;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use aiolite::{Connection, Error, Row, RowStream, Transaction};
+use aiolite::{
+    Connection, Database, DatabaseBuilder, Error, Row, RowStream, Savepoint, Transaction,
+};
 
 fn assert_handle<T: Clone + Send + Sync + 'static>() {}
 fn assert_send_static<T: Send + 'static>() {}
@@ -43,6 +45,34 @@ fn every_future_is_send(conn: Connection, tx: Transaction) {
     assert_send(tx.execute("", ()));
     assert_send(tx.fetch_all("", ()));
     assert_send(tx.commit());
+}
+
+/// The same for the pool: every future `Database` returns is `Send`.
+#[allow(dead_code)]
+fn every_pool_future_is_send(db: Database, mut tx: Transaction) {
+    assert_handle::<Database>();
+    assert_send_static::<DatabaseBuilder>();
+    assert_send_static::<Savepoint<'static>>();
+    assert_send(Database::open("x.db"));
+    assert_send(Database::open_in_memory());
+    assert_send(Database::builder("x.db").readers(2).open());
+    assert_send(db.execute("", ()));
+    assert_send(db.execute_insert("", ()));
+    assert_send(db.execute_many("", vec![(1,)]));
+    assert_send(db.execute_script(""));
+    assert_send(db.fetch_all("", ()));
+    assert_send(db.fetch_one("", ()));
+    assert_send(db.fetch_optional("", ()));
+    assert_send(db.query_map("", (), |r| r.get::<_, i64>(0)));
+    assert_send(db.describe(""));
+    assert_send(db.read(|_| Ok::<_, Error>(())));
+    assert_send(db.write(|_| Ok::<_, Error>(())));
+    assert_send(db.begin());
+    assert_send(db.transaction(|_| Ok::<_, Error>(())));
+    assert_send(db.close());
+    assert_send_static::<RowStream>();
+    let _ = db.stream("", ());
+    assert_send(tx.savepoint());
 }
 
 #[tokio::test]
