@@ -1,6 +1,6 @@
-//! The workloads of shared/bench/WORKLOADS.md that a single connection can
-//! run (W1, W2, W4, W5), for aiolite and for the synchronous rusqlite baseline
-//! in the same run.
+//! The workloads of shared/bench/WORKLOADS.md for aiolite and for the
+//! synchronous rusqlite baseline, in the same run. W1, W2, W4, W5 use one
+//! `Connection`; W3, W6, W7 use a `Database` (writer + 4 readers).
 //!
 //!     cargo bench --bench workloads
 //!     AIOLITE_BENCH_SCALE=0.5 AIOLITE_BENCH_RUNS=3 AIOLITE_BENCH_ONLY=W1,W5 cargo bench --bench workloads
@@ -12,9 +12,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aiolite::{ConnectOptions, Connection, Synchronous};
+use aiolite::{ConnectOptions, Connection, Database, Synchronous};
 use futures_util::StreamExt;
 
 const SCHEMA: &str = "CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT NOT NULL,
@@ -22,6 +24,8 @@ const SCHEMA: &str = "CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT NOT N
                        created_at TEXT NOT NULL)";
 const POINT: &str = "SELECT * FROM users WHERE id = ?";
 const INSERT: &str = "INSERT INTO users(name, email, age, created_at) VALUES (?, ?, ?, ?)";
+const TASKS: usize = 64;
+const READERS: usize = 4;
 
 type User = (i64, String, String, i64, String);
 
@@ -38,21 +42,13 @@ macro_rules! read_user {
     };
 }
 
-/// W5's result: every row seen, the sum used, the rate.
-fn scan_outcome(rows: i64, sum: i64, scale: &Scale, started: Instant) -> Outcome {
-    assert_eq!(rows, scale.bulk_rows, "the scan missed rows");
-    std::hint::black_box(sum);
-    Outcome {
-        rate: rows as f64 / started.elapsed().as_secs_f64(),
-        latencies: Vec::new(),
-    }
-}
-
 struct Scale {
     point_rows: i64,
     w1_ops: usize,
     w2_ops: usize,
     bulk_rows: i64,
+    w6_tx_per_task: usize,
+    w7_secs: f64,
 }
 
 impl Scale {
@@ -67,6 +63,8 @@ impl Scale {
             w1_ops: n(50_000.0) as usize,
             w2_ops: n(200_000.0) as usize,
             bulk_rows: n(1_000_000.0),
+            w6_tx_per_task: n(200.0) as usize,
+            w7_secs: (5.0 * f).max(1.0),
         }
     }
 }
@@ -83,6 +81,9 @@ fn user(i: i64) -> (String, String, i64, String) {
 /// xorshift64*: deterministic ids without a dependency.
 struct Rng(u64);
 impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(0x9E37_79B9_7F4A_7C15 ^ seed.wrapping_mul(0x2545_F491))
+    }
     fn next_id(&mut self, max: i64) -> i64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
@@ -102,38 +103,71 @@ fn peak_rss_kb() -> u64 {
         .unwrap_or(0)
 }
 
-fn sync_conn(path: &Path) -> rusqlite::Connection {
+fn synchronous_for(workload: &str) -> Synchronous {
+    if workload == "W6" {
+        Synchronous::Full
+    } else {
+        Synchronous::Normal
+    }
+}
+
+fn sync_conn(path: &Path, workload: &str) -> rusqlite::Connection {
     let c = rusqlite::Connection::open(path).expect("open");
-    c.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
-        .expect("pragmas");
+    let sync = if synchronous_for(workload) == Synchronous::Full {
+        "FULL"
+    } else {
+        "NORMAL"
+    };
+    c.execute_batch(&format!(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync};"
+    ))
+    .expect("pragmas");
+    c.busy_timeout(Duration::from_secs(5))
+        .expect("busy timeout");
     c.set_prepared_statement_cache_capacity(100);
     c
 }
 
-async fn async_conn(path: &Path) -> Connection {
-    let mut opts = ConnectOptions::new(path).synchronous(Synchronous::Normal);
+fn options(path: &Path, workload: &str) -> ConnectOptions {
+    let mut opts = ConnectOptions::new(path).synchronous(synchronous_for(workload));
     if let Some(chunk) = std::env::var("AIOLITE_BENCH_CHUNK")
         .ok()
         .and_then(|s| s.parse().ok())
     {
         opts = opts.iter_chunk_size(chunk);
     }
-    opts.open().await.expect("open")
+    opts
+}
+
+async fn pool(path: &Path, workload: &str) -> Database {
+    Database::builder(path)
+        .readers(READERS)
+        .options(options(path, workload))
+        .open()
+        .await
+        .expect("open pool")
 }
 
 fn fill(path: &Path, rows: i64) {
     let _ = std::fs::remove_file(path);
-    let mut c = sync_conn(path);
+    let mut c = sync_conn(path, "fill");
     c.execute_batch(SCHEMA).expect("schema");
+    c.execute_batch("CREATE TABLE events(id INTEGER PRIMARY KEY, at INTEGER NOT NULL)")
+        .expect("events");
     let tx = c.transaction().expect("tx");
     {
         let mut stmt = tx.prepare(INSERT).expect("prepare");
         for i in 1..=rows {
-            let (n, e, a, t) = user(i);
-            stmt.execute((n, e, a, t)).expect("insert");
+            stmt.execute(user(i)).expect("insert");
         }
     }
     tx.commit().expect("commit");
+}
+
+fn fresh(path: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
 }
 
 fn percentile_us(sorted: &[Duration], p: f64) -> f64 {
@@ -144,42 +178,84 @@ fn percentile_us(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1e6
 }
 
+#[derive(Default)]
 struct Outcome {
     rate: f64,
+    writes: f64,
+    errors: u64,
     latencies: Vec<Duration>,
+}
+
+impl Outcome {
+    fn rate(done: f64, started: Instant) -> Outcome {
+        Outcome {
+            rate: done / started.elapsed().as_secs_f64(),
+            ..Outcome::default()
+        }
+    }
+}
+
+/// W5's result: every row seen, the sum used, the rate.
+fn scan_outcome(rows: i64, sum: i64, scale: &Scale, started: Instant) -> Outcome {
+    assert_eq!(rows, scale.bulk_rows, "the scan missed rows");
+    std::hint::black_box(sum);
+    Outcome::rate(rows as f64, started)
+}
+
+fn point_select(c: &rusqlite::Connection, id: i64) -> User {
+    c.prepare_cached(POINT)
+        .expect("prepare")
+        .query_row([id], |r| Ok(read_user!(r)))
+        .expect("row")
 }
 
 fn run_rusqlite(workload: &str, db: &Path, scale: &Scale) -> Outcome {
     match workload {
+        // One connection can do no better than this loop, however many tasks
+        // share it: W2's baseline is W1's loop at W2's count.
         "W1" | "W2" => {
             let ops = if workload == "W1" {
                 scale.w1_ops
             } else {
                 scale.w2_ops
             };
-            let c = sync_conn(db);
-            let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+            let c = sync_conn(db, workload);
+            let mut rng = Rng::new(0);
             let mut latencies = Vec::with_capacity(ops);
             let started = Instant::now();
             for _ in 0..ops {
                 let t = Instant::now();
-                let mut stmt = c.prepare_cached(POINT).expect("prepare");
-                let u: User = stmt
-                    .query_row([rng.next_id(scale.point_rows)], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-                    })
-                    .expect("row");
-                std::hint::black_box(u);
+                std::hint::black_box(point_select(&c, rng.next_id(scale.point_rows)));
                 latencies.push(t.elapsed());
             }
             Outcome {
-                rate: ops as f64 / started.elapsed().as_secs_f64(),
                 latencies,
+                ..Outcome::rate(ops as f64, started)
             }
         }
+        "W3" => {
+            let per_thread = scale.w2_ops / READERS;
+            let started = Instant::now();
+            let threads: Vec<_> = (0..READERS)
+                .map(|t| {
+                    let (db, max) = (db.to_path_buf(), scale.point_rows);
+                    std::thread::spawn(move || {
+                        let c = sync_conn(&db, "W3");
+                        let mut rng = Rng::new(t as u64 + 1);
+                        for _ in 0..per_thread {
+                            std::hint::black_box(point_select(&c, rng.next_id(max)));
+                        }
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().expect("reader thread");
+            }
+            Outcome::rate((per_thread * READERS) as f64, started)
+        }
         "W4" => {
-            let _ = std::fs::remove_file(db);
-            let mut c = sync_conn(db);
+            fresh(db);
+            let mut c = sync_conn(db, workload);
             c.execute_batch(SCHEMA).expect("schema");
             let started = Instant::now();
             let tx = c.transaction().expect("tx");
@@ -190,13 +266,10 @@ fn run_rusqlite(workload: &str, db: &Path, scale: &Scale) -> Outcome {
                 }
             }
             tx.commit().expect("commit");
-            Outcome {
-                rate: scale.bulk_rows as f64 / started.elapsed().as_secs_f64(),
-                latencies: Vec::new(),
-            }
+            Outcome::rate(scale.bulk_rows as f64, started)
         }
         "W5" => {
-            let c = sync_conn(db);
+            let c = sync_conn(db, workload);
             let started = Instant::now();
             let mut stmt = c.prepare_cached("SELECT * FROM users").expect("prepare");
             let mut rows = stmt.query([]).expect("query");
@@ -206,7 +279,87 @@ fn run_rusqlite(workload: &str, db: &Path, scale: &Scale) -> Outcome {
                 sum += u.3;
                 n += 1;
             }
+            drop(rows);
             scan_outcome(n, sum, scale, started)
+        }
+        "W6" => {
+            fresh(db);
+            let mut c = sync_conn(db, workload);
+            c.execute_batch(SCHEMA).expect("schema");
+            let total = TASKS * scale.w6_tx_per_task;
+            let started = Instant::now();
+            for i in 0..total {
+                let tx = c.transaction().expect("begin");
+                tx.prepare_cached(INSERT)
+                    .expect("prepare")
+                    .execute(user(i as i64))
+                    .expect("insert");
+                tx.commit().expect("commit");
+            }
+            Outcome::rate(total as f64, started)
+        }
+        "W7" => {
+            // One thread per reader connection plus one writer thread: the
+            // writes serialize on SQLite's lock anyway.
+            let stop = Arc::new(AtomicBool::new(false));
+            let (reads, writes, errors) = (
+                Arc::new(AtomicU64::new(0)),
+                Arc::new(AtomicU64::new(0)),
+                Arc::new(AtomicU64::new(0)),
+            );
+            let mut threads = Vec::new();
+            for t in 0..READERS {
+                let (db, stop, reads, max) = (
+                    db.to_path_buf(),
+                    stop.clone(),
+                    reads.clone(),
+                    scale.point_rows,
+                );
+                threads.push(std::thread::spawn(move || {
+                    let c = sync_conn(&db, "W7");
+                    let mut rng = Rng::new(t as u64 + 1);
+                    while !stop.load(Ordering::Relaxed) {
+                        std::hint::black_box(point_select(&c, rng.next_id(max)));
+                        reads.fetch_add(1, Ordering::Relaxed);
+                    }
+                }));
+            }
+            {
+                let (db, stop, writes, errors) = (
+                    db.to_path_buf(),
+                    stop.clone(),
+                    writes.clone(),
+                    errors.clone(),
+                );
+                threads.push(std::thread::spawn(move || {
+                    let c = sync_conn(&db, "W7");
+                    let mut i = 0i64;
+                    while !stop.load(Ordering::Relaxed) {
+                        i += 1;
+                        match c
+                            .prepare_cached("INSERT INTO events(at) VALUES (?)")
+                            .expect("prepare")
+                            .execute([i])
+                        {
+                            Ok(_) => writes.fetch_add(1, Ordering::Relaxed),
+                            Err(_) => errors.fetch_add(1, Ordering::Relaxed),
+                        };
+                    }
+                }));
+            }
+            let started = Instant::now();
+            std::thread::sleep(Duration::from_secs_f64(scale.w7_secs));
+            stop.store(true, Ordering::Relaxed);
+            for t in threads {
+                t.join().expect("thread");
+            }
+            let secs = started.elapsed().as_secs_f64();
+            Outcome {
+                rate: reads.load(Ordering::Relaxed) as f64 / secs,
+                writes: writes.load(Ordering::Relaxed) as f64 / secs,
+                errors: errors.load(Ordering::Relaxed),
+                latencies: Vec::new(),
+            }
         }
         other => panic!("unknown workload {other}"),
     }
@@ -217,11 +370,16 @@ async fn decode(conn: &Connection, id: i64) -> User {
     read_user!(r)
 }
 
+async fn decode_pooled(db: &Database, id: i64) -> User {
+    let r = db.fetch_one(POINT, (id,)).await.expect("row");
+    read_user!(r)
+}
+
 async fn run_aiolite(workload: &str, db: &Path, scale: &Scale) -> Outcome {
     match workload {
         "W1" => {
-            let c = async_conn(db).await;
-            let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+            let c = options(db, workload).open().await.expect("open");
+            let mut rng = Rng::new(0);
             let mut latencies = Vec::with_capacity(scale.w1_ops);
             let started = Instant::now();
             for _ in 0..scale.w1_ops {
@@ -230,23 +388,30 @@ async fn run_aiolite(workload: &str, db: &Path, scale: &Scale) -> Outcome {
                 latencies.push(t.elapsed());
             }
             Outcome {
-                rate: scale.w1_ops as f64 / started.elapsed().as_secs_f64(),
                 latencies,
+                ..Outcome::rate(scale.w1_ops as f64, started)
             }
         }
-        "W2" => {
-            let c = async_conn(db).await;
-            let tasks = 64;
-            let per_task = scale.w2_ops / tasks;
+        "W2" | "W3" => {
+            let conn = options(db, workload).open().await.expect("open");
+            let pool = if workload == "W3" {
+                Some(pool(db, workload).await)
+            } else {
+                None
+            };
+            let per_task = scale.w2_ops / TASKS;
             let started = Instant::now();
-            let handles: Vec<_> = (0..tasks)
+            let handles: Vec<_> = (0..TASKS)
                 .map(|t| {
-                    let c = c.clone();
-                    let max = scale.point_rows;
+                    let (conn, pool, max) = (conn.clone(), pool.clone(), scale.point_rows);
                     tokio::spawn(async move {
-                        let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (t as u64 + 1));
+                        let mut rng = Rng::new(t as u64 + 1);
                         for _ in 0..per_task {
-                            std::hint::black_box(decode(&c, rng.next_id(max)).await);
+                            let id = rng.next_id(max);
+                            match &pool {
+                                Some(db) => std::hint::black_box(decode_pooled(db, id).await),
+                                None => std::hint::black_box(decode(&conn, id).await),
+                            };
                         }
                     })
                 })
@@ -254,14 +419,11 @@ async fn run_aiolite(workload: &str, db: &Path, scale: &Scale) -> Outcome {
             for h in handles {
                 h.await.expect("task");
             }
-            Outcome {
-                rate: (per_task * tasks) as f64 / started.elapsed().as_secs_f64(),
-                latencies: Vec::new(),
-            }
+            Outcome::rate((per_task * TASKS) as f64, started)
         }
         "W4" => {
-            let _ = std::fs::remove_file(db);
-            let c = async_conn(db).await;
+            fresh(db);
+            let c = options(db, workload).open().await.expect("open");
             c.execute_script(SCHEMA).await.expect("schema");
             let rows = scale.bulk_rows;
             let started = Instant::now();
@@ -272,13 +434,10 @@ async fn run_aiolite(workload: &str, db: &Path, scale: &Scale) -> Outcome {
                 .expect("insert");
             tx.commit().await.expect("commit");
             assert_eq!(n as i64, rows);
-            Outcome {
-                rate: rows as f64 / started.elapsed().as_secs_f64(),
-                latencies: Vec::new(),
-            }
+            Outcome::rate(rows as f64, started)
         }
         "W5" => {
-            let c = async_conn(db).await;
+            let c = options(db, workload).open().await.expect("open");
             let started = Instant::now();
             let mut stream = c.stream("SELECT * FROM users", ());
             let (mut n, mut sum) = (0i64, 0i64);
@@ -290,7 +449,88 @@ async fn run_aiolite(workload: &str, db: &Path, scale: &Scale) -> Outcome {
             }
             scan_outcome(n, sum, scale, started)
         }
+        "W6" => {
+            fresh(db);
+            let db = pool(db, workload).await;
+            db.execute_script(SCHEMA).await.expect("schema");
+            let per_task = scale.w6_tx_per_task;
+            let started = Instant::now();
+            let handles: Vec<_> = (0..TASKS)
+                .map(|t| {
+                    let db = db.clone();
+                    tokio::spawn(async move {
+                        for i in 0..per_task {
+                            let tx = db.begin().await.expect("begin");
+                            tx.execute(INSERT, user((t * per_task + i) as i64))
+                                .await
+                                .expect("insert");
+                            tx.commit().await.expect("commit");
+                        }
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.await.expect("task");
+            }
+            Outcome::rate((per_task * TASKS) as f64, started)
+        }
+        "W7" => {
+            let db = pool(db, workload).await;
+            let stop = Arc::new(AtomicBool::new(false));
+            let (reads, writes, errors) = (
+                Arc::new(AtomicU64::new(0)),
+                Arc::new(AtomicU64::new(0)),
+                Arc::new(AtomicU64::new(0)),
+            );
+            let mut handles = Vec::new();
+            for t in 0..32 {
+                let (db, stop, reads, max) =
+                    (db.clone(), stop.clone(), reads.clone(), scale.point_rows);
+                handles.push(tokio::spawn(async move {
+                    let mut rng = Rng::new(t + 1);
+                    while !stop.load(Ordering::Relaxed) {
+                        std::hint::black_box(decode_pooled(&db, rng.next_id(max)).await);
+                        reads.fetch_add(1, Ordering::Relaxed);
+                    }
+                }));
+            }
+            for t in 0..4i64 {
+                let (db, stop, writes, errors) =
+                    (db.clone(), stop.clone(), writes.clone(), errors.clone());
+                handles.push(tokio::spawn(async move {
+                    let mut i = t * 1_000_000_000;
+                    while !stop.load(Ordering::Relaxed) {
+                        i += 1;
+                        match db.execute("INSERT INTO events(at) VALUES (?)", (i,)).await {
+                            Ok(_) => writes.fetch_add(1, Ordering::Relaxed),
+                            Err(_) => errors.fetch_add(1, Ordering::Relaxed),
+                        };
+                    }
+                }));
+            }
+            let started = Instant::now();
+            tokio::time::sleep(Duration::from_secs_f64(scale.w7_secs)).await;
+            stop.store(true, Ordering::Relaxed);
+            for h in handles {
+                h.await.expect("task");
+            }
+            let secs = started.elapsed().as_secs_f64();
+            Outcome {
+                rate: reads.load(Ordering::Relaxed) as f64 / secs,
+                writes: writes.load(Ordering::Relaxed) as f64 / secs,
+                errors: errors.load(Ordering::Relaxed),
+                latencies: Vec::new(),
+            }
+        }
         other => panic!("unknown workload {other}"),
+    }
+}
+
+fn unit(workload: &str) -> &'static str {
+    match workload {
+        "W4" | "W5" => "rows_per_s",
+        "W6" => "tx_per_s",
+        _ => "ops_per_s",
     }
 }
 
@@ -307,24 +547,22 @@ fn child(contestant: &str, workload: &str, db: &Path) {
         other => panic!("unknown contestant {other}"),
     };
     outcome.latencies.sort_unstable();
-    let unit = if matches!(workload, "W4" | "W5") {
-        "rows_per_s"
-    } else {
-        "ops_per_s"
-    };
     println!(
-        "RESULT contestant={contestant} workload={workload} {unit}={:.0} p50_us={:.1} p99_us={:.1} peak_rss_kb={} errors=0",
+        "RESULT contestant={contestant} workload={workload} {}={:.0} writes_per_s={:.0} p50_us={:.1} p99_us={:.1} peak_rss_kb={} errors={}",
+        unit(workload),
         outcome.rate,
+        outcome.writes,
         percentile_us(&outcome.latencies, 0.50),
         percentile_us(&outcome.latencies, 0.99),
         peak_rss_kb(),
+        outcome.errors,
     );
 }
 
-fn parse_result(line: &str) -> BTreeMap<String, String> {
+fn parse_result(line: &str) -> BTreeMap<String, f64> {
     line.split_whitespace()
         .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .filter_map(|(k, v)| Some((k.to_owned(), v.parse().ok()?)))
         .collect()
 }
 
@@ -343,6 +581,8 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(3);
+    let only = std::env::var("AIOLITE_BENCH_ONLY").unwrap_or_default();
+    let wanted = |w: &str| only.is_empty() || only.split(',').any(|o| o == w);
     let scale = Scale::from_env();
     let dir = tempfile::tempdir().expect("tempdir");
     let point_db: PathBuf = dir.path().join("point.db");
@@ -352,19 +592,20 @@ fn main() {
         scale.point_rows, scale.bulk_rows
     );
     fill(&point_db, scale.point_rows);
-    fill(&bulk_db, scale.bulk_rows);
+    if wanted("W5") {
+        fill(&bulk_db, scale.bulk_rows);
+    }
     let exe = std::env::current_exe().expect("exe");
 
-    let only = std::env::var("AIOLITE_BENCH_ONLY").unwrap_or_default();
     let mut summary = Vec::new();
-    for workload in ["W1", "W2", "W4", "W5"] {
-        if !only.is_empty() && !only.split(',').any(|w| w == workload) {
+    for workload in ["W1", "W2", "W3", "W4", "W5", "W6", "W7"] {
+        if !wanted(workload) {
             continue;
         }
         let db = match workload {
-            "W1" | "W2" => point_db.clone(),
-            "W4" => dir.path().join("w4.db"),
-            _ => bulk_db.clone(),
+            "W1" | "W2" | "W3" | "W7" => point_db.clone(),
+            "W5" => bulk_db.clone(),
+            _ => dir.path().join(format!("{workload}.db")),
         };
         let mut medians = BTreeMap::new();
         for contestant in ["rusqlite", "aiolite"] {
@@ -393,29 +634,39 @@ fn main() {
                 median(
                     results
                         .iter()
-                        .map(|r| r.get(k).and_then(|v| v.parse().ok()).unwrap_or(0.0))
+                        .map(|r| r.get(k).copied().unwrap_or(0.0))
                         .collect(),
                 )
             };
-            let rate = if matches!(workload, "W4" | "W5") {
-                field("rows_per_s")
-            } else {
-                field("ops_per_s")
-            };
             medians.insert(
                 contestant,
-                (rate, field("p50_us"), field("p99_us"), field("peak_rss_kb")),
+                [
+                    field(unit(workload)),
+                    field("writes_per_s"),
+                    field("p50_us"),
+                    field("p99_us"),
+                    field("peak_rss_kb"),
+                    field("errors"),
+                ],
             );
         }
-        let (base, _, _, _) = medians["rusqlite"];
-        for (contestant, (rate, p50, p99, rss)) in &medians {
-            summary.push(format!(
-                "{workload} {contestant:9} rate={rate:>11.0}/s ratio={:.2} p50_us={p50:.1} p99_us={p99:.1} peak_rss_kb={rss:.0}",
-                rate / base
-            ));
+        let base = medians["rusqlite"];
+        for (contestant, [rate, writes, p50, p99, rss, errors]) in &medians {
+            let mut line = format!(
+                "{workload} {contestant:9} {rate:>11.0} {} ratio={:.2} p50_us={p50:.1} p99_us={p99:.1} peak_rss_kb={rss:.0}",
+                unit(workload),
+                rate / base[0]
+            );
+            if workload == "W7" {
+                line += &format!(
+                    " writes_per_s={writes:.0} writes_ratio={:.2} locked_errors={errors:.0}",
+                    writes / base[1]
+                );
+            }
+            summary.push(line);
         }
     }
-    println!("\nMedians of {runs} run(s), ratio = rate / synchronous rusqlite rate:");
+    println!("\nMedians of {runs} run(s), ratio = aiolite / synchronous rusqlite in this run:");
     for line in summary {
         println!("{line}");
     }
