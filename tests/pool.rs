@@ -112,6 +112,11 @@ async fn a_transaction_left_open_outside_a_lease_is_rolled_back() {
     let (_dir, db) = pool().await;
     db.execute("BEGIN", ()).await.expect("begin");
     assert!(!db.on_writer().in_transaction().await.expect("state"));
+    // It went to the writer (and was rolled back there), not to a reader:
+    // `on_reader` rotates, so these calls visit both readers.
+    for _ in 0..4 {
+        assert!(!db.on_reader().in_transaction().await.expect("state"));
+    }
     let r: Result<(), Error> = db
         .write(|c| {
             c.execute_batch("BEGIN; INSERT INTO t(v) VALUES (99);")?;
