@@ -106,7 +106,7 @@ async fn dropping_the_last_handle_does_not_block_and_queued_rollback_runs() {
     drop(tx);
     drop(conn);
     assert!(
-        started.elapsed() < Duration::from_millis(50),
+        started.elapsed() < Duration::from_millis(200),
         "drop blocked"
     );
     // The worker rolls back, closes and releases the file: a new writer gets

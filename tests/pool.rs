@@ -322,3 +322,18 @@ async fn close_closes_every_connection() {
         Err(Error::Closed)
     ));
 }
+
+#[tokio::test]
+async fn a_pool_refuses_isolation_level() {
+    let (_dir, path) = common::temp_db("iso.db");
+    let err = Database::builder(&path)
+        .options(
+            ConnectOptions::new(&path)
+                .isolation_level(Some(aiolite::TransactionBehavior::Deferred)),
+        )
+        .open()
+        .await
+        .expect_err("implicit transactions would be rolled back after each request");
+    assert!(matches!(err, Error::Options(_)), "{err:?}");
+    assert!(err.to_string().contains("isolation_level"), "{err}");
+}

@@ -87,10 +87,19 @@ impl DatabaseBuilder {
     ///
     /// # Errors
     /// The first connection's error; connections already open are closed.
+    /// [`Error::Options`] for options a pool cannot honor: an
+    /// `isolation_level` (its implicit transactions would be rolled back after
+    /// every request, since only [`Database::begin`] may keep the writer in a
+    /// transaction).
     ///
     /// # Cancel safety
     /// Dropping the future closes what was opened.
     pub async fn open(self) -> Result<Database> {
+        if self.options.isolation_level.is_some() {
+            return Err(Error::Options(
+                "isolation_level is for a single Connection; a Database keeps transactions to begin() and transaction()".to_owned(),
+            ));
+        }
         let writer = Connection::open_with(ConnectOptions {
             role: Role::Writer,
             thread_name: Some("aiolite-writer".to_owned()),
