@@ -11,8 +11,8 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use rusqlite::{CachedStatement, Statement};
@@ -703,11 +703,22 @@ impl Worker {
 /// awaits one request after another sends the next within microseconds of
 /// being answered; catching it here saves a futex wake-up of the worker on
 /// every request (and on every chunk of a stream).
-const SPIN: Duration = Duration::from_micros(SPIN_US);
-const SPIN_US: u64 = 50;
+const SPIN: Duration = Duration::from_micros(50);
 
-/// The next message: at once if queued, else after a short spin, else parked.
-/// `None` once every sender is gone and the queue is drained.
+/// Workers spinning right now, process-wide. Spinning burns a core: with many
+/// workers (a pool) on few cores, spinners would steal the CPU the busy
+/// workers need, so at most half the cores (at least one) spin at a time and
+/// the other idle workers park at once.
+static SPINNING: AtomicUsize = AtomicUsize::new(0);
+
+fn spin_slots() -> usize {
+    static SLOTS: OnceLock<usize> = OnceLock::new();
+    *SLOTS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)))
+}
+
+/// The next message: at once if queued, else after a short spin (when a
+/// spin slot is free), else parked. `None` once every sender is gone and the
+/// queue is drained.
 fn next_message(rx: &mut mpsc::Receiver<Message>) -> Option<Message> {
     use mpsc::error::TryRecvError;
     match rx.try_recv() {
@@ -715,17 +726,23 @@ fn next_message(rx: &mut mpsc::Receiver<Message>) -> Option<Message> {
         Err(TryRecvError::Disconnected) => return None,
         Err(TryRecvError::Empty) => {}
     }
-    let deadline = Instant::now() + SPIN;
-    while Instant::now() < deadline {
-        for _ in 0..32 {
-            std::hint::spin_loop();
-        }
-        match rx.try_recv() {
-            Ok(m) => return Some(m),
-            Err(TryRecvError::Disconnected) => return None,
-            Err(TryRecvError::Empty) => {}
+    if SPINNING.fetch_add(1, Ordering::AcqRel) < spin_slots() {
+        let deadline = Instant::now() + SPIN;
+        while Instant::now() < deadline {
+            for _ in 0..32 {
+                std::hint::spin_loop();
+            }
+            match rx.try_recv() {
+                Ok(m) => {
+                    SPINNING.fetch_sub(1, Ordering::AcqRel);
+                    return Some(m);
+                }
+                Err(TryRecvError::Disconnected) => break,
+                Err(TryRecvError::Empty) => {}
+            }
         }
     }
+    SPINNING.fetch_sub(1, Ordering::AcqRel);
     rx.blocking_recv()
 }
 
