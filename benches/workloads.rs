@@ -195,6 +195,24 @@ impl Outcome {
     }
 }
 
+impl Outcome {
+    /// W7's result: reads and writes per second, and the errors counted.
+    fn mixed(
+        started: Instant,
+        reads: &AtomicU64,
+        writes: &AtomicU64,
+        errors: &AtomicU64,
+    ) -> Outcome {
+        let secs = started.elapsed().as_secs_f64();
+        Outcome {
+            rate: reads.load(Ordering::Relaxed) as f64 / secs,
+            writes: writes.load(Ordering::Relaxed) as f64 / secs,
+            errors: errors.load(Ordering::Relaxed),
+            latencies: Vec::new(),
+        }
+    }
+}
+
 /// W5's result: every row seen, the sum used, the rate.
 fn scan_outcome(rows: i64, sum: i64, scale: &Scale, started: Instant) -> Outcome {
     assert_eq!(rows, scale.bulk_rows, "the scan missed rows");
@@ -353,13 +371,7 @@ fn run_rusqlite(workload: &str, db: &Path, scale: &Scale) -> Outcome {
             for t in threads {
                 t.join().expect("thread");
             }
-            let secs = started.elapsed().as_secs_f64();
-            Outcome {
-                rate: reads.load(Ordering::Relaxed) as f64 / secs,
-                writes: writes.load(Ordering::Relaxed) as f64 / secs,
-                errors: errors.load(Ordering::Relaxed),
-                latencies: Vec::new(),
-            }
+            Outcome::mixed(started, &reads, &writes, &errors)
         }
         other => panic!("unknown workload {other}"),
     }
@@ -514,13 +526,7 @@ async fn run_aiolite(workload: &str, db: &Path, scale: &Scale) -> Outcome {
             for h in handles {
                 h.await.expect("task");
             }
-            let secs = started.elapsed().as_secs_f64();
-            Outcome {
-                rate: reads.load(Ordering::Relaxed) as f64 / secs,
-                writes: writes.load(Ordering::Relaxed) as f64 / secs,
-                errors: errors.load(Ordering::Relaxed),
-                latencies: Vec::new(),
-            }
+            Outcome::mixed(started, &reads, &writes, &errors)
         }
         other => panic!("unknown workload {other}"),
     }

@@ -150,17 +150,9 @@ impl Savepoint<'_> {
     ///
     /// # Cancel safety
     /// If dropped before the RELEASE ran, the savepoint is rolled back.
-    pub async fn release(mut self) -> Result<()> {
+    pub async fn release(self) -> Result<()> {
         let sql = format!("RELEASE {}", self.name);
-        self.done = true;
-        let r = self
-            .channel
-            .run(move |w| Ok(w.conn.execute_batch(&sql)?))
-            .await;
-        if r.is_err() {
-            self.done = false; // let Drop undo it
-        }
-        r
+        self.finish(sql).await
     }
 
     /// Undoes the savepoint's work; the enclosing transaction goes on.
@@ -170,8 +162,14 @@ impl Savepoint<'_> {
     ///
     /// # Cancel safety
     /// The savepoint is rolled back whether or not the future completes.
-    pub async fn rollback(mut self) -> Result<()> {
+    pub async fn rollback(self) -> Result<()> {
         let sql = format!("ROLLBACK TO {0}; RELEASE {0}", self.name);
+        self.finish(sql).await
+    }
+
+    /// Runs the statement that ends the savepoint. If it fails, or the future
+    /// is dropped before it answers, `Drop` still rolls the savepoint back.
+    async fn finish(mut self, sql: String) -> Result<()> {
         self.done = true;
         let r = self
             .channel
