@@ -232,9 +232,11 @@ impl Database {
         best
     }
 
-    /// The connection for `sql`: see the routing rules on [`Database`].
+    /// The connection for `sql`: see the routing rules on [`Database`]. The
+    /// verdict is remembered per SQL text, so the rules and the classifying
+    /// prepare cost once per distinct statement, not once per request.
     async fn route(&self, sql: &str) -> &Connection {
-        if self.inner.readers.is_empty() || writer_only(sql) {
+        if self.inner.readers.is_empty() {
             return &self.inner.writer;
         }
         let known = self
@@ -247,30 +249,32 @@ impl Database {
         let read_only = match known {
             Some(r) => r,
             None => {
-                let text = sql.to_owned();
-                match self
-                    .on_reader()
-                    .channel()
-                    .run(move |w| w.is_read_only(&text))
-                    .await
-                {
-                    Ok(r) => {
-                        let mut routes = self
-                            .inner
-                            .routes
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner);
-                        if routes.len() >= 1024 {
-                            routes.clear();
-                        }
-                        routes.insert(sql.into(), r);
-                        r
+                let verdict = if writer_only(sql) {
+                    Some(false)
+                } else {
+                    let text = sql.to_owned();
+                    self.on_reader()
+                        .channel()
+                        .run(move |w| w.is_read_only(&text))
+                        .await
+                        // A reader cannot prepare it (a table not created
+                        // yet, a TEMP table, a function only the writer has):
+                        // the writer runs it or reports the real error. Not
+                        // remembered: the reason may go away.
+                        .ok()
+                };
+                if let Some(r) = verdict {
+                    let mut routes = self
+                        .inner
+                        .routes
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    if routes.len() >= 1024 {
+                        routes.clear();
                     }
-                    // A reader cannot prepare it (a table not created yet, a
-                    // TEMP table, a function only the writer has): the writer
-                    // runs it or reports the real error. Not remembered.
-                    Err(_) => false,
+                    routes.insert(sql.into(), r);
                 }
+                verdict.unwrap_or(false)
             }
         };
         if read_only {
