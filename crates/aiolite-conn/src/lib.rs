@@ -5,6 +5,9 @@
 //! A [`Connection`] is a cheap `Clone + Send + Sync` handle. Opening it spawns
 //! one named OS thread (`aiolite-conn-N`) that owns the `rusqlite::Connection`;
 //! every async method becomes one request on that thread's queue.
+//! A [`Database`] is a pool of them on one WAL file: one writer
+//! (`aiolite-writer`) and N `query_only` readers (`aiolite-reader-N`), with
+//! statements routed by what SQLite says of them.
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![deny(rustdoc::broken_intra_doc_links)]
