@@ -8,6 +8,43 @@ pub use aiolite_conn::{
     Synchronous, Transaction, TransactionBehavior, Value,
 };
 
+/// Schema migrations: sets, reports, errors. Build a set with
+/// [`embed_migrations!`]; run it with [`Database::migrate`] or
+/// [`Connection::migrate`].
+pub mod migrate {
+    pub use aiolite_conn::migrate::{
+        Migration, MigrationError, MigrationErrorKind, MigrationKind, MigrationReport, Migrations,
+        NO_TRANSACTION,
+    };
+}
+
+/// Embeds a directory of SQL migrations (refinery's naming: `V1__create_users.sql`,
+/// `U2__seed.sql`), relative to your crate's `Cargo.toml`, into the binary.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> aiolite::Result<()> {
+/// let db = aiolite::Database::builder(":memory:")
+///     .migrations(aiolite::embed_migrations!("migrations"))
+///     .open()
+///     .await?;
+/// let report = db.migrate().await?;
+/// assert!(!report.applied.is_empty());
+/// # Ok(()) }
+/// ```
+///
+/// Cargo rebuilds when an embedded file changes, but it does not notice a
+/// *new* file by itself: add a `build.rs` with
+///
+/// ```text
+/// fn main() {
+///     println!("cargo:rerun-if-changed=migrations");
+/// }
+/// ```
+///
+/// A bad file name or two files with one version are compile errors.
+pub use aiolite_derive::embed_migrations;
+
 /// rusqlite, the synchronous SQLite binding aiolite runs on the worker thread
 /// (for [`Connection::call`] closures and `FromSql`/`ToSql` impls).
 pub use aiolite_conn::rusqlite;

@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::Span;
 
 use crate::error::{Error, Result};
+use crate::migrate::{MigrationReport, Migrations};
 use crate::options::{ConnectOptions, TransactionBehavior};
 use crate::transaction::Transaction;
 use crate::worker::{self, Job, Message, Shared, Worker, WorkerThread};
@@ -140,6 +141,7 @@ struct Inner {
     path: PathBuf,
     queue_bound: usize,
     thread: Mutex<Option<WorkerThread>>,
+    migrations: Option<Migrations>,
 }
 
 /// An async SQLite connection: a cheap, cloneable handle to one worker thread
@@ -204,6 +206,7 @@ impl Connection {
         });
         let path = opts.display_path();
         let queue_bound = opts.queue_bound;
+        let migrations = opts.migrations.clone();
         let (sender, interrupt, thread) = worker::spawn(opts, Arc::clone(&shared), name).await?;
         Ok(Connection {
             inner: Arc::new(Inner {
@@ -216,6 +219,7 @@ impl Connection {
                 path,
                 queue_bound,
                 thread: Mutex::new(Some(thread)),
+                migrations,
             }),
         })
     }
@@ -431,6 +435,47 @@ impl Connection {
             })
             .await;
         r.unwrap_or_else(|e| Err(E::from(e)))
+    }
+
+    /// Applies the migrations given with [`ConnectOptions::migrations`] that
+    /// are not applied yet, each with its history row in one `BEGIN IMMEDIATE`
+    /// transaction, on the worker thread. Several processes may migrate the
+    /// same file at once: each migration is applied exactly once.
+    ///
+    /// # Errors
+    /// [`Error::Migration`], carrying what was applied before the failure:
+    /// an applied migration changed (divergent) or gone (missing), a new
+    /// versioned migration below the applied ones, a failing migration (rolled
+    /// back whole). [`Error::Options`] when no migrations were given.
+    ///
+    /// # Cancel safety
+    /// A migration the run had started completes or rolls back whole; the
+    /// next run picks up where this one stopped.
+    pub async fn migrate(&self) -> Result<MigrationReport> {
+        self.migrate_up_to(None).await
+    }
+
+    /// Like [`migrate`](Connection::migrate), stopping after `version`.
+    ///
+    /// # Errors
+    /// As [`migrate`](Connection::migrate).
+    ///
+    /// # Cancel safety
+    /// As [`migrate`](Connection::migrate).
+    pub async fn migrate_to(&self, version: i32) -> Result<MigrationReport> {
+        self.migrate_up_to(Some(version)).await
+    }
+
+    async fn migrate_up_to(&self, target: Option<i32>) -> Result<MigrationReport> {
+        let set = self.inner.migrations.clone().ok_or_else(|| {
+            Error::Options("no migrations were given: use ConnectOptions::migrations or DatabaseBuilder::migrations".to_owned())
+        })?;
+        self.channel()
+            .run(move |w| {
+                crate::migrate::run(&mut w.conn, &set, target)
+                    .map_err(|e| Error::Migration(Box::new(e)))
+            })
+            .await
     }
 
     /// Closes the connection: the requests queued before this call still run,

@@ -135,6 +135,11 @@ pub enum Error {
     #[error("invalid connect options: {0}")]
     Options(String),
 
+    /// A migration run stopped; the error carries the report of what it
+    /// applied before.
+    #[error("{0}")]
+    Migration(Box<crate::migrate::MigrationError>),
+
     /// Any other error reported by rusqlite.
     #[error(transparent)]
     Rusqlite(rusqlite::Error),
@@ -250,7 +255,7 @@ impl Error {
             Error::Panic { .. } => ErrorKind::Internal,
             Error::Rusqlite(rusqlite::Error::ToSqlConversionFailure(_)) => ErrorKind::Interface,
             Error::Rusqlite(_) => ErrorKind::Database,
-            Error::Options(_) | Error::Cancelled(_) => ErrorKind::Operational,
+            Error::Options(_) | Error::Cancelled(_) | Error::Migration(_) => ErrorKind::Operational,
             _ => ErrorKind::Programming,
         }
     }

@@ -14,6 +14,7 @@
 
 mod connection;
 mod error;
+pub mod migrate;
 mod options;
 mod params;
 mod pool;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::migrate::Migrations;
 use crate::Connection;
 
 /// The hook run on the worker thread right after a connection opens.
@@ -162,6 +163,8 @@ pub struct ConnectOptions {
     pub(crate) init: Option<InitHook>,
     pub(crate) role: Role,
     pub(crate) thread_name: Option<String>,
+    pub(crate) migrations: Option<Migrations>,
+    pub(crate) migrate_on_open: bool,
 }
 
 impl ConnectOptions {
@@ -190,6 +193,8 @@ impl ConnectOptions {
             init: None,
             role: Role::Standalone,
             thread_name: None,
+            migrations: None,
+            migrate_on_open: false,
         }
     }
 
@@ -294,6 +299,20 @@ impl ConnectOptions {
         self
     }
 
+    /// The migrations [`Connection::migrate`] applies. Default: none.
+    pub fn migrations(mut self, migrations: Migrations) -> Self {
+        self.migrations = Some(migrations);
+        self
+    }
+
+    /// Apply the [`migrations`](ConnectOptions::migrations) when the
+    /// connection opens, on its worker, before anything else can run; a
+    /// failure fails the open. Default: `false`.
+    pub fn migrate_on_open(mut self, on: bool) -> Self {
+        self.migrate_on_open = on;
+        self
+    }
+
     /// Opens the connection: spawns its worker thread and configures it.
     ///
     /// # Errors
@@ -374,6 +393,8 @@ impl fmt::Debug for ConnectOptions {
             .field("isolation_level", &self.isolation_level)
             .field("init", &self.init.as_ref().map(|_| "<hook>"))
             .field("role", &self.role)
+            .field("migrations", &self.migrations.as_ref().map(Migrations::len))
+            .field("migrate_on_open", &self.migrate_on_open)
             .finish()
     }
 }

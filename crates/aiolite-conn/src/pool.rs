@@ -82,8 +82,21 @@ impl DatabaseBuilder {
         self
     }
 
+    /// The migrations [`Database::migrate`] applies on the writer.
+    pub fn migrations(mut self, migrations: crate::migrate::Migrations) -> Self {
+        self.options = self.options.migrations(migrations);
+        self
+    }
+
+    /// Apply the migrations when the pool opens, on the writer, before the
+    /// readers open. Default: `false`.
+    pub fn migrate_on_open(mut self, on: bool) -> Self {
+        self.options = self.options.migrate_on_open(on);
+        self
+    }
+
     /// Opens the writer (which sets the journal mode, WAL by default, and
-    /// checks it took), then the readers.
+    /// checks it took, then applies the migrations if asked), then the readers.
     ///
     /// # Errors
     /// The first connection's error; connections already open are closed.
@@ -116,6 +129,7 @@ impl DatabaseBuilder {
                 role: Role::Reader,
                 thread_name: Some(format!("aiolite-reader-{i}")),
                 create: false,
+                migrate_on_open: false,
                 ..self.options.clone()
             })
             .await;
@@ -497,6 +511,38 @@ impl Database {
             .writer
             .transaction_with(TransactionBehavior::Immediate, f)
             .await
+    }
+
+    /// Applies the migrations given to the builder, on the writer's worker;
+    /// see [`Connection::migrate`].
+    ///
+    /// ```
+    /// # async fn demo(db: aiolite_conn::Database) -> aiolite_conn::Result<()> {
+    /// let report = db.migrate().await?;
+    /// for (version, name) in &report.applied {
+    ///     println!("applied V{version}__{name}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Connection::migrate`].
+    ///
+    /// # Cancel safety
+    /// As [`Connection::migrate`].
+    pub async fn migrate(&self) -> Result<crate::migrate::MigrationReport> {
+        self.inner.writer.migrate().await
+    }
+
+    /// Like [`migrate`](Database::migrate), stopping after `version`.
+    ///
+    /// # Errors
+    /// As [`Connection::migrate`].
+    ///
+    /// # Cancel safety
+    /// As [`Connection::migrate`].
+    pub async fn migrate_to(&self, version: i32) -> Result<crate::migrate::MigrationReport> {
+        self.inner.writer.migrate_to(version).await
     }
 
     /// Closes every connection (readers first, then the writer, so the last

@@ -285,6 +285,17 @@ impl Worker {
                 return Err(e);
             }
         }
+        if let (true, Some(set), false) = (
+            opts.migrate_on_open,
+            &opts.migrations,
+            opts.role == Role::Reader,
+        ) {
+            if let Err(e) = crate::migrate::run(&mut conn, set, None) {
+                let _guard = open_close_lock();
+                let _ = conn.close();
+                return Err(Error::Migration(Box::new(e)));
+            }
+        }
         if opts.role == Role::Writer {
             // Applies to rusqlite's own `transaction()` too (in `call`, in
             // migrations): the write lock is taken at BEGIN, so a read that
