@@ -70,6 +70,11 @@ fn every_pool_future_is_send(db: Database, mut tx: Transaction) {
     assert_send(db.begin());
     assert_send(db.transaction(|_| Ok::<_, Error>(())));
     assert_send(db.close());
+    assert_send(db.migrate());
+    assert_send(db.migrate_to(1));
+    assert_send(db.on_writer().migrate());
+    assert_send_static::<aiolite::migrate::Migrations>();
+    assert_send_static::<aiolite::migrate::MigrationError>();
     assert_send_static::<RowStream>();
     let _ = db.stream("", ());
     assert_send(tx.savepoint());
