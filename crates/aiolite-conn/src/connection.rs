@@ -471,10 +471,7 @@ impl Connection {
             Error::Options("no migrations were given: use ConnectOptions::migrations or DatabaseBuilder::migrations".to_owned())
         })?;
         self.channel()
-            .run(move |w| {
-                crate::migrate::run(&mut w.conn, &set, target)
-                    .map_err(|e| Error::Migration(Box::new(e)))
-            })
+            .run(move |w| crate::migrate::run(&mut w.conn, &set, target).map_err(Error::Migration))
             .await
     }
 

@@ -327,14 +327,14 @@ pub(crate) fn run(
     conn: &mut rusqlite::Connection,
     set: &Migrations,
     target: Option<i32>,
-) -> std::result::Result<MigrationReport, MigrationError> {
+) -> std::result::Result<MigrationReport, Box<MigrationError>> {
     let mut report = MigrationReport::default();
     macro_rules! fail {
         ($kind:expr) => {
-            return Err(MigrationError {
+            return Err(Box::new(MigrationError {
                 kind: $kind,
                 report,
-            })
+            }))
         };
     }
     if let Some(why) = &set.invalid {

@@ -293,7 +293,7 @@ impl Worker {
             if let Err(e) = crate::migrate::run(&mut conn, set, None) {
                 let _guard = open_close_lock();
                 let _ = conn.close();
-                return Err(Error::Migration(Box::new(e)));
+                return Err(Error::Migration(e));
             }
         }
         if opts.role == Role::Writer {
