@@ -33,6 +33,14 @@ async fn open_with(path: &std::path::Path, migrations: Migrations) -> Database {
         .expect("open")
 }
 
+/// Opens a pool on `path` with `migrations` and runs them once.
+async fn run(
+    path: &std::path::Path,
+    migrations: Migrations,
+) -> aiolite::Result<aiolite::migrate::MigrationReport> {
+    open_with(path, migrations).await.migrate().await
+}
+
 fn applied(report: &aiolite::migrate::MigrationReport) -> Vec<i32> {
     report.applied.iter().map(|(v, _)| *v).collect()
 }
@@ -83,18 +91,12 @@ async fn fresh_then_nothing_then_a_new_file_alone() {
 #[tokio::test]
 async fn an_edited_applied_migration_is_divergent() {
     let (_dir, path) = common::temp_db("m.db");
-    open_with(&path, set(&[V1, V2]))
-        .await
-        .migrate()
-        .await
-        .expect("run");
+    run(&path, set(&[V1, V2])).await.expect("run");
     let edited = (
         "V2__posts",
         "CREATE TABLE posts(id INTEGER PRIMARY KEY, title TEXT);",
     );
-    let err = open_with(&path, set(&[V1, edited, V3]))
-        .await
-        .migrate()
+    let err = run(&path, set(&[V1, edited, V3]))
         .await
         .expect_err("divergent");
     let err = migration_error(err);
@@ -112,18 +114,8 @@ async fn an_edited_applied_migration_is_divergent() {
 #[tokio::test]
 async fn a_removed_applied_migration_is_missing() {
     let (_dir, path) = common::temp_db("m.db");
-    open_with(&path, set(&[V1, V2]))
-        .await
-        .migrate()
-        .await
-        .expect("run");
-    let err = migration_error(
-        open_with(&path, set(&[V1]))
-            .await
-            .migrate()
-            .await
-            .expect_err("missing"),
-    );
+    run(&path, set(&[V1, V2])).await.expect("run");
+    let err = migration_error(run(&path, set(&[V1])).await.expect_err("missing"));
     assert!(
         matches!(err.kind, MigrationErrorKind::Missing { version: 2, .. }),
         "{err}"
@@ -134,15 +126,9 @@ async fn a_removed_applied_migration_is_missing() {
 async fn a_new_migration_below_the_applied_ones_is_refused() {
     let (_dir, path) = common::temp_db("m.db");
     let v3 = ("V3__tags", "CREATE TABLE tags(name TEXT);");
-    open_with(&path, set(&[V1, v3]))
-        .await
-        .migrate()
-        .await
-        .expect("run");
+    run(&path, set(&[V1, v3])).await.expect("run");
     let err = migration_error(
-        open_with(&path, set(&[V1, V2, v3]))
-            .await
-            .migrate()
+        run(&path, set(&[V1, V2, v3]))
             .await
             .expect_err("out of order"),
     );
@@ -236,9 +222,7 @@ async fn no_transaction_migrations_really_turn_foreign_keys_off() {
         "V3__orphans",
         "PRAGMA foreign_keys = OFF;\nINSERT INTO posts(id, user_id) VALUES (1, 42);",
     );
-    let err = open_with(&path2, set(&[V1, V2, in_tx]))
-        .await
-        .migrate()
+    let err = run(&path2, set(&[V1, V2, in_tx]))
         .await
         .expect_err("the pragma did nothing in a transaction");
     assert!(err.to_string().contains("FOREIGN KEY"), "{err}");
@@ -261,12 +245,8 @@ async fn crlf_and_lf_files_have_one_checksum() {
     );
     // Applied from the LF checkout, the CRLF checkout is not divergent.
     let path = dir.path().join("m.db");
-    open_with(&path, a).await.migrate().await.expect("lf");
-    let report = open_with(&path, b)
-        .await
-        .migrate()
-        .await
-        .expect("crlf is the same");
+    run(&path, a).await.expect("lf");
+    let report = run(&path, b).await.expect("crlf is the same");
     assert_eq!(report.already_applied.len(), 1);
 }
 
