@@ -4,8 +4,8 @@
 
 pub use aiolite_conn::{
     named_params, Column, ConnectOptions, Connection, Database, DatabaseBuilder, Error, ErrorCode,
-    ErrorKind, JournalMode, NamedParams, Params, Result, Row, RowIndex, RowStream, Savepoint,
-    Synchronous, Transaction, TransactionBehavior, Value,
+    ErrorKind, JournalMode, NamedParams, Params, Result, Row, RowDecoder, RowIndex, RowStream,
+    Savepoint, Synchronous, Transaction, TransactionBehavior, Value,
 };
 
 /// Schema migrations: sets, reports, errors. Build a set with

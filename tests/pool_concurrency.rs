@@ -194,7 +194,7 @@ fn processes_opening_one_fresh_file_at_once_all_end_in_wal() {
         });
         return;
     }
-    for round in 0..5 {
+    for round in 0..20 {
         let (_dir, path) = common::temp_db(&format!("fresh{round}.db"));
         run_children(
             "processes_opening_one_fresh_file_at_once_all_end_in_wal",

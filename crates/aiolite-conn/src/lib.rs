@@ -13,6 +13,7 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 
 mod connection;
+mod decode;
 mod error;
 pub mod migrate;
 mod options;
@@ -25,6 +26,7 @@ mod transaction;
 mod worker;
 
 pub use connection::Connection;
+pub use decode::RowDecoder;
 pub use error::{Error, ErrorCode, ErrorKind, Result};
 pub use options::{ConnectOptions, JournalMode, Synchronous, TransactionBehavior};
 pub use params::{NamedParams, Params};

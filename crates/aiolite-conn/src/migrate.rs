@@ -13,6 +13,7 @@
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::error::{Error, Result};
 
@@ -337,17 +338,25 @@ pub(crate) fn run(
             }))
         };
     }
+    // The connection's own busy timeout bounds the retries below.
+    let busy_ms: i64 = conn
+        .query_row("PRAGMA busy_timeout", [], |r| r.get(0))
+        .unwrap_or(5000);
+    let busy_timeout = Duration::from_millis(busy_ms.max(0).unsigned_abs());
     if let Some(why) = &set.invalid {
         fail!(MigrationErrorKind::Invalid(why.to_string()));
     }
-    if let Err(e) = conn.execute_batch(&format!(
-        "CREATE TABLE IF NOT EXISTS {HISTORY}(
-             version INT4 PRIMARY KEY,
-             name VARCHAR(255),
-             applied_on VARCHAR(255),
-             checksum VARCHAR(255))"
-    )) {
-        fail!(MigrationErrorKind::History(e.into()));
+    let create = crate::worker::retry_busy(busy_timeout, || {
+        Ok(conn.execute_batch(&format!(
+            "CREATE TABLE IF NOT EXISTS {HISTORY}(
+                 version INT4 PRIMARY KEY,
+                 name VARCHAR(255),
+                 applied_on VARCHAR(255),
+                 checksum VARCHAR(255))"
+        ))?)
+    });
+    if let Err(e) = create {
+        fail!(MigrationErrorKind::History(e));
     }
     for m in set
         .list
@@ -356,8 +365,10 @@ pub(crate) fn run(
     {
         // The write lock is taken before the history is read: whoever else is
         // migrating, this decision and this migration are one step.
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-            fail!(MigrationErrorKind::History(e.into()));
+        let begin =
+            crate::worker::retry_busy(busy_timeout, || Ok(conn.execute_batch("BEGIN IMMEDIATE")?));
+        if let Err(e) = begin {
+            fail!(MigrationErrorKind::History(e));
         }
         let step = check_and_apply(conn, set, m);
         match step {

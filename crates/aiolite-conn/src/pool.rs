@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::connection::{Connection, Sql};
+use crate::decode::RowDecoder;
 use crate::error::{Error, Result};
 use crate::options::{ConnectOptions, Role, Target, TransactionBehavior};
 use crate::params::Params;
@@ -404,6 +405,69 @@ impl Database {
     {
         let sql = sql.into();
         self.route(&sql).await.query_map(sql, params, f).await
+    }
+
+    /// Decodes every row on the worker of the connection the query routes
+    /// to; see [`Connection::fetch_all_with`].
+    ///
+    /// # Errors
+    /// As [`Connection::fetch_all_with`].
+    ///
+    /// # Cancel safety
+    /// As [`Connection::execute`].
+    pub async fn fetch_all_with<P: Params, D: RowDecoder>(
+        &self,
+        sql: impl Into<Sql>,
+        params: P,
+        decoder: D,
+    ) -> Result<Vec<D::Output>> {
+        let sql = sql.into();
+        self.route(&sql)
+            .await
+            .fetch_all_with(sql, params, decoder)
+            .await
+    }
+
+    /// The first row, decoded on the worker, if any; see
+    /// [`Connection::fetch_optional_with`].
+    ///
+    /// # Errors
+    /// As [`Connection::fetch_all_with`].
+    ///
+    /// # Cancel safety
+    /// As [`Connection::execute`].
+    pub async fn fetch_optional_with<P: Params, D: RowDecoder>(
+        &self,
+        sql: impl Into<Sql>,
+        params: P,
+        decoder: D,
+    ) -> Result<Option<D::Output>> {
+        let sql = sql.into();
+        self.route(&sql)
+            .await
+            .fetch_optional_with(sql, params, decoder)
+            .await
+    }
+
+    /// The first row, decoded on the worker; see
+    /// [`Connection::fetch_one_with`].
+    ///
+    /// # Errors
+    /// As [`Connection::fetch_one_with`].
+    ///
+    /// # Cancel safety
+    /// As [`Connection::execute`].
+    pub async fn fetch_one_with<P: Params, D: RowDecoder>(
+        &self,
+        sql: impl Into<Sql>,
+        params: P,
+        decoder: D,
+    ) -> Result<D::Output> {
+        let sql = sql.into();
+        self.route(&sql)
+            .await
+            .fetch_one_with(sql, params, decoder)
+            .await
     }
 
     /// Streams a query's rows from a reader (from the writer if it writes,

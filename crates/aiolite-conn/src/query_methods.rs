@@ -182,6 +182,83 @@ macro_rules! impl_query_methods {
                     .await
             }
 
+            /// Runs a query and decodes every row with `decoder` **on the worker
+            /// thread** (see [`RowDecoder`](crate::RowDecoder)).
+            ///
+            /// # Errors
+            /// The decoder's error; otherwise as [`execute`](Self::execute).
+            ///
+            /// # Cancel safety
+            /// As [`execute`](Self::execute).
+            pub async fn fetch_all_with<P, D>(
+                &self,
+                sql: impl Into<$crate::connection::Sql>,
+                params: P,
+                mut decoder: D,
+            ) -> $crate::Result<Vec<D::Output>>
+            where
+                P: $crate::Params,
+                D: $crate::RowDecoder,
+            {
+                let sql = sql.into();
+                self.channel()
+                    .run(move |w| w.decode_rows(&sql, &params, &mut decoder, usize::MAX))
+                    .await
+            }
+
+            /// The first row decoded with `decoder` on the worker, if any.
+            ///
+            /// # Errors
+            /// As [`fetch_all_with`](Self::fetch_all_with).
+            ///
+            /// # Cancel safety
+            /// As [`execute`](Self::execute).
+            pub async fn fetch_optional_with<P, D>(
+                &self,
+                sql: impl Into<$crate::connection::Sql>,
+                params: P,
+                mut decoder: D,
+            ) -> $crate::Result<Option<D::Output>>
+            where
+                P: $crate::Params,
+                D: $crate::RowDecoder,
+            {
+                let sql = sql.into();
+                self.channel()
+                    .run(move |w| Ok(w.decode_rows(&sql, &params, &mut decoder, 1)?.pop()))
+                    .await
+            }
+
+            /// The first row decoded with `decoder` on the worker;
+            /// [`Error::NoRows`](crate::Error::NoRows) if there is none.
+            ///
+            /// # Errors
+            /// As [`fetch_all_with`](Self::fetch_all_with).
+            ///
+            /// # Cancel safety
+            /// As [`execute`](Self::execute).
+            pub async fn fetch_one_with<P, D>(
+                &self,
+                sql: impl Into<$crate::connection::Sql>,
+                params: P,
+                mut decoder: D,
+            ) -> $crate::Result<D::Output>
+            where
+                P: $crate::Params,
+                D: $crate::RowDecoder,
+            {
+                let sql = sql.into();
+                self.channel()
+                    .run(move |w| {
+                        w.decode_rows(&sql, &params, &mut decoder, 1)?
+                            .pop()
+                            .ok_or_else(|| $crate::Error::NoRows {
+                                sql: Some(sql.to_string()),
+                            })
+                    })
+                    .await
+            }
+
             /// The columns a statement would return (names and declared types,
             /// Python's `cursor.description`), without running it.
             ///

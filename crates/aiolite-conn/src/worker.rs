@@ -20,6 +20,7 @@ use self_cell::{self_cell, MutBorrow};
 use tokio::sync::{mpsc, oneshot};
 use tracing::Span;
 
+use crate::decode::RowDecoder;
 use crate::error::{Error, Result};
 use crate::options::{ConnectOptions, Role, TransactionBehavior};
 use crate::params::Params;
@@ -605,18 +606,38 @@ impl Worker {
         })
     }
 
-    pub(crate) fn query_map<P, T, F>(&self, sql: &str, params: &P, mut f: F) -> Result<Vec<T>>
+    /// Decodes up to `max` rows with `decoder`, on this thread.
+    pub(crate) fn decode_rows<P, D>(
+        &self,
+        sql: &str,
+        params: &P,
+        decoder: &mut D,
+        max: usize,
+    ) -> Result<Vec<D::Output>>
     where
         P: Params + ?Sized,
-        F: FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+        D: RowDecoder,
     {
         self.query(sql, params, |rows| {
             let mut out = Vec::new();
-            while let Some(row) = rows.next()? {
-                out.push(f(row)?);
+            while out.len() < max {
+                match rows.next()? {
+                    Some(row) => out.push(decoder.decode(row)?),
+                    None => break,
+                }
             }
             Ok(out)
         })
+    }
+
+    pub(crate) fn query_map<P, T, F>(&self, sql: &str, params: &P, mut f: F) -> Result<Vec<T>>
+    where
+        P: Params + ?Sized,
+        T: Send + 'static,
+        F: FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let mut decoder = move |row: &rusqlite::Row<'_>| Ok(f(row)?);
+        self.decode_rows(sql, params, &mut decoder, usize::MAX)
     }
 
     /// Whether SQLite calls the statement read-only (`sqlite3_stmt_readonly`).
@@ -777,20 +798,42 @@ fn configure(conn: &rusqlite::Connection, opts: &ConnectOptions) -> Result<()> {
         {
             return Err(Error::Options(format!("{name:?} is not a pragma name")));
         }
-        if name == "journal_mode" {
-            let got: String =
-                conn.pragma_update_and_check(None, "journal_mode", &value, |r| r.get(0))?;
-            if !got.eq_ignore_ascii_case(&value) {
-                return Err(Error::Options(format!(
-                    "journal_mode={value} was asked for, but SQLite kept {got}"
-                )));
+        retry_busy(opts.busy_timeout, || {
+            if name == "journal_mode" {
+                let got: String =
+                    conn.pragma_update_and_check(None, "journal_mode", &value, |r| r.get(0))?;
+                if !got.eq_ignore_ascii_case(&value) {
+                    return Err(Error::Options(format!(
+                        "journal_mode={value} was asked for, but SQLite kept {got}"
+                    )));
+                }
+                Ok(())
+            } else {
+                let sql = format!("PRAGMA {name} = {value}");
+                conn.execute_batch(&sql)
+                    .map_err(|e| Error::with_sql(e, &sql))
             }
-        } else {
-            conn.execute_batch(&format!("PRAGMA {name} = {value}"))
-                .map_err(|e| Error::with_sql(e, &format!("PRAGMA {name} = {value}")))?;
-        }
+        })?;
     }
     Ok(())
+}
+
+/// Retries `f` while it fails with SQLITE_BUSY or SQLITE_LOCKED, for up to
+/// `timeout`. Some paths return BUSY without calling the busy handler:
+/// switching a fresh file to WAL, or WAL recovery, while another process
+/// holds the lock. Several processes opening one new file at once hit them.
+pub(crate) fn retry_busy<T>(timeout: Duration, mut f: impl FnMut() -> Result<T>) -> Result<T> {
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match f() {
+            Err(e) if e.is_busy() && Instant::now() < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Reads up to `max` rows into one block; `true` once the result is exhausted.
