@@ -48,3 +48,28 @@ pub use aiolite_derive::embed_migrations;
 /// rusqlite, the synchronous SQLite binding aiolite runs on the worker thread
 /// (for [`Connection::call`] closures and `FromSql`/`ToSql` impls).
 pub use aiolite_conn::rusqlite;
+
+/// The typed layer: rows decoded into structs on the worker, tables mapped to
+/// models, sea-query statements run through any handle.
+pub use aiolite_query::{
+    Decode, DecodeError, Encode, Executor, FromRow, FromRowDecoder, Model, SqlValues, Statement,
+};
+
+/// A value stored as JSON text (`serde_json` feature).
+#[cfg(feature = "serde_json")]
+pub use aiolite_query::Json;
+
+pub use aiolite_derive::{FromRow, Model};
+
+/// sea-query, to build statements for [`Executor::query_all`] and friends
+/// (built with its `thread-safe` feature, so statements cross to the worker).
+pub use aiolite_query::sea_query;
+
+/// Everything typed queries need in scope: `use aiolite::prelude::*;`.
+pub mod prelude {
+    pub use crate::sea_query::{Expr, ExprTrait, Order, Query};
+    pub use crate::{Executor, FromRow, Model, Statement};
+}
+
+#[doc(hidden)]
+pub use aiolite_query::__private;

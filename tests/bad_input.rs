@@ -122,9 +122,11 @@ async fn decode_mismatch_names_column_rust_type_and_sqlite_type() {
         Error::Decode {
             index,
             column,
+            field,
             expected,
             found,
         } => {
+            assert_eq!(*field, None, "a Row has no struct fields");
             assert_eq!(*index, 0);
             assert_eq!(column, "name");
             assert_eq!(*expected, "i64");

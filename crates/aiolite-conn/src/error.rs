@@ -66,12 +66,18 @@ pub enum Error {
     },
 
     /// A column value could not be converted to the requested Rust type.
-    #[error("cannot read column {column:?} (index {index}) as {expected}: found {found}")]
+    #[error(
+        "cannot read column {column:?} (index {index}){} as {expected}: found {found}",
+        field_note(.field)
+    )]
     Decode {
         /// Zero-based column index.
         index: usize,
         /// Column name.
         column: String,
+        /// The struct field being decoded (`User.age`, `Post.author.name`),
+        /// when the row is decoded into a `FromRow` type.
+        field: Option<String>,
         /// The Rust type asked for.
         expected: &'static str,
         /// What SQLite had: `NULL`, `INTEGER`, `REAL`, `TEXT`, `BLOB`, or why the
@@ -272,7 +278,8 @@ impl Error {
     }
 
     /// Fills in the failing SQL where the error has room for it and lacks it.
-    pub(crate) fn attach_sql(mut self, text: &str) -> Error {
+    #[doc(hidden)]
+    pub fn attach_sql(mut self, text: &str) -> Error {
         match &mut self {
             Error::Sqlite { sql, .. }
             | Error::ParameterCount { sql, .. }
@@ -296,6 +303,8 @@ impl Error {
                 message: message.unwrap_or_else(|| e.to_string()),
                 sql: Some(sql.to_owned()),
             },
+            // Only rusqlite's `modern_sqlite` (turned on by `bundled`) reports it.
+            #[cfg(feature = "bundled")]
             rusqlite::Error::SqlInputError {
                 error, msg, offset, ..
             } => Error::Sqlite {
@@ -343,6 +352,8 @@ impl From<rusqlite::Error> for Error {
                 message: message.unwrap_or_else(|| e.to_string()),
                 sql: None,
             },
+            // Only rusqlite's `modern_sqlite` (turned on by `bundled`) reports it.
+            #[cfg(feature = "bundled")]
             rusqlite::Error::SqlInputError {
                 error, msg, sql, ..
             } => Error::Sqlite {
@@ -364,12 +375,14 @@ impl From<rusqlite::Error> for Error {
             rusqlite::Error::InvalidColumnType(index, column, ty) => Error::Decode {
                 index,
                 column,
+                field: None,
                 expected: "the requested type",
                 found: sql_type_name(ty).to_owned(),
             },
             rusqlite::Error::IntegralValueOutOfRange(index, value) => Error::Decode {
                 index,
                 column: String::new(),
+                field: None,
                 expected: "a narrower integer",
                 found: format!("INTEGER {value} (out of range)"),
             },
@@ -379,6 +392,13 @@ impl From<rusqlite::Error> for Error {
             },
             other => Error::Rusqlite(other),
         }
+    }
+}
+
+fn field_note(field: &Option<String>) -> String {
+    match field {
+        Some(f) => format!(" into field `{f}`"),
+        None => String::new(),
     }
 }
 

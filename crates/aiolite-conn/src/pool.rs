@@ -15,6 +15,7 @@ use crate::row::{Column, Row};
 use crate::stream::RowStream;
 use crate::transaction::Transaction;
 use crate::worker::first_keyword;
+use crate::worker::{Decoded, ReadChunk, RowBlocks};
 
 /// A pool on one SQLite file: one writer connection and N reader connections,
 /// each with its own worker thread. A cheap `Clone + Send + Sync` handle: put
@@ -475,11 +476,30 @@ impl Database {
     /// WAL snapshot and hold back checkpoints. As [`Connection::stream`],
     /// nothing is sent until the stream is first polled.
     pub fn stream<P: Params>(&self, sql: impl Into<Sql>, params: P) -> RowStream {
-        let sql = sql.into();
+        self.stream_reading(sql.into(), Box::new(params), Box::new(RowBlocks))
+    }
+
+    /// Streams a query's rows decoded with `decoder` on the worker; routed as
+    /// [`stream`](Self::stream).
+    pub fn stream_with<P: Params, D: RowDecoder>(
+        &self,
+        sql: impl Into<Sql>,
+        params: P,
+        decoder: D,
+    ) -> RowStream<D::Output> {
+        self.stream_reading(sql.into(), Box::new(params), Box::new(Decoded(decoder)))
+    }
+
+    fn stream_reading<T: Send + 'static>(
+        &self,
+        sql: Sql,
+        params: Box<dyn Params>,
+        reader: Box<dyn ReadChunk<Item = T>>,
+    ) -> RowStream<T> {
         let db = self.clone();
         let text = sql.clone();
         let route = Box::pin(async move { db.route(&text).await.channel().clone() });
-        RowStream::routed(route, sql, Box::new(params))
+        RowStream::routed(route, sql, params, reader)
     }
 
     /// The columns a statement would return.

@@ -289,7 +289,37 @@ macro_rules! impl_query_methods {
                 sql: impl Into<$crate::connection::Sql>,
                 params: P,
             ) -> $crate::RowStream {
-                $crate::RowStream::new(self.channel().clone(), sql.into(), Box::new(params))
+                $crate::RowStream::new(
+                    self.channel().clone(),
+                    sql.into(),
+                    Box::new(params),
+                    Box::new($crate::worker::RowBlocks),
+                )
+            }
+
+            /// Streams a query's rows decoded with `decoder` **on the worker
+            /// thread** (see [`RowDecoder`](crate::RowDecoder)): only the
+            /// finished values cross threads, chunk by chunk, as in
+            /// [`stream`](Self::stream). The decoder keeps its state from one
+            /// chunk to the next.
+            ///
+            /// Nothing is sent until the stream is first polled.
+            pub fn stream_with<P, D>(
+                &self,
+                sql: impl Into<$crate::connection::Sql>,
+                params: P,
+                decoder: D,
+            ) -> $crate::RowStream<D::Output>
+            where
+                P: $crate::Params,
+                D: $crate::RowDecoder,
+            {
+                $crate::RowStream::new(
+                    self.channel().clone(),
+                    sql.into(),
+                    Box::new(params),
+                    Box::new($crate::worker::Decoded(decoder)),
+                )
             }
 
             /// Runs `f` with the `rusqlite::Connection` on the worker thread: the

@@ -180,6 +180,24 @@ pub struct Row {
 }
 
 impl Row {
+    /// The columns of a statement, for [`Row::__copy_of`]. For the typed
+    /// layer's `FromRow for Row`.
+    #[doc(hidden)]
+    pub fn __columns_of(stmt: &rusqlite::Statement<'_>) -> Arc<[Column]> {
+        columns_of(stmt)
+    }
+
+    /// Copies the current row of a running statement into an owned `Row`.
+    #[doc(hidden)]
+    pub fn __copy_of(row: &rusqlite::Row<'_>, columns: &Arc<[Column]>) -> Result<Row> {
+        let mut builder = RowsBuilder::new(Arc::clone(columns));
+        builder.push(row)?;
+        builder
+            .finish()
+            .pop()
+            .ok_or(Error::ColumnIndexOutOfRange { index: 0, len: 0 })
+    }
+
     fn cell(&self, i: usize) -> &Cell {
         &self.block.cells[self.start + i]
     }
@@ -215,6 +233,7 @@ impl Row {
         Error::Decode {
             index,
             column: self.block.columns[index].name.clone(),
+            field: None,
             expected: std::any::type_name::<T>(),
             found,
         }
@@ -350,9 +369,11 @@ mod tests {
             Error::Decode {
                 index,
                 column,
+                field,
                 expected,
                 found,
             } => {
+                assert_eq!(*field, None, "a Row has no struct fields");
                 assert_eq!((*index, column.as_str(), *expected), (0, "age", "i64"));
                 assert_eq!(found, "NULL");
             }

@@ -11,20 +11,25 @@ use crate::connection::{Channel, Sql};
 use crate::error::Result;
 use crate::params::Params;
 use crate::row::Row;
-use crate::worker::{Chunk, Deferred, Message};
+use crate::worker::{Chunk, Deferred, Message, ReadChunk};
 
-type ChunkFuture = Pin<Box<dyn Future<Output = Result<Chunk>> + Send>>;
+/// The stream's reader, lent to each fetch and given back with its chunk.
+type Reader<T> = Box<dyn ReadChunk<Item = T>>;
+type ChunkFuture<T> = Pin<Box<dyn Future<Output = Result<(Chunk<T>, Reader<T>)>> + Send>>;
 pub(crate) type RouteFuture = Pin<Box<dyn Future<Output = Channel> + Send>>;
 
-enum State {
+enum State<T> {
     /// A pool stream: which connection runs it is decided on first poll.
     Routing(RouteFuture, Sql, Box<dyn Params>),
     NotStarted(Sql, Box<dyn Params>),
-    Fetching(ChunkFuture),
+    Fetching(ChunkFuture<T>),
     Done,
 }
 
-/// A stream of [`Row`]s from [`Connection::stream`](crate::Connection::stream).
+/// A stream of [`Row`]s from [`Connection::stream`](crate::Connection::stream),
+/// or of decoded values (`RowStream<T>`) from
+/// [`Connection::stream_with`](crate::Connection::stream_with), decoded on the
+/// worker.
 ///
 /// Rows arrive in chunks of `iter_chunk_size`; the next chunk is requested as
 /// soon as one arrives, so the worker fetches while you process. Memory holds
@@ -41,53 +46,70 @@ enum State {
 /// # Ok(()) }
 /// ```
 #[must_use = "streams do nothing unless polled"]
-pub struct RowStream {
+pub struct RowStream<T = Row> {
     channel: Option<Channel>,
-    state: State,
-    buffer: std::vec::IntoIter<Row>,
+    state: State<T>,
+    /// Here between fetches; away on the worker while one is in flight.
+    reader: Option<Reader<T>>,
+    buffer: std::vec::IntoIter<T>,
     /// The parked statement on the worker, while the result is not exhausted.
     cursor: Option<u64>,
 }
 
-impl RowStream {
-    pub(crate) fn new(channel: Channel, sql: Sql, params: Box<dyn Params>) -> RowStream {
+impl<T: Send + 'static> RowStream<T> {
+    pub(crate) fn new(
+        channel: Channel,
+        sql: Sql,
+        params: Box<dyn Params>,
+        reader: Reader<T>,
+    ) -> RowStream<T> {
         RowStream {
             channel: Some(channel),
             state: State::NotStarted(sql, params),
+            reader: Some(reader),
             buffer: Vec::new().into_iter(),
             cursor: None,
         }
     }
 
-    pub(crate) fn routed(route: RouteFuture, sql: Sql, params: Box<dyn Params>) -> RowStream {
+    pub(crate) fn routed(
+        route: RouteFuture,
+        sql: Sql,
+        params: Box<dyn Params>,
+        reader: Reader<T>,
+    ) -> RowStream<T> {
         RowStream {
             channel: None,
             state: State::Routing(route, sql, params),
+            reader: Some(reader),
             buffer: Vec::new().into_iter(),
             cursor: None,
         }
     }
 
-    fn fetch(channel: Channel, id: u64) -> ChunkFuture {
+    fn fetch(channel: Channel, id: u64, mut reader: Reader<T>) -> ChunkFuture<T> {
         Box::pin(async move {
             channel
-                .run_or_undo(move |w| w.fetch_cursor(id), close_unread)
+                .run_or_undo(
+                    move |w| Ok((w.fetch_cursor(id, &mut *reader)?, reader)),
+                    close_unread,
+                )
                 .await
         })
     }
 }
 
 /// The stream was dropped while its chunk was on the way: finalize.
-fn close_unread(w: &mut crate::worker::Worker, chunk: Chunk) {
+fn close_unread<T>(w: &mut crate::worker::Worker, (chunk, _): (Chunk<T>, Reader<T>)) {
     if let Some(id) = chunk.cursor {
         w.close_cursor(id);
     }
 }
 
-impl Stream for RowStream {
-    type Item = Result<Row>;
+impl<T: Send + 'static> Stream for RowStream<T> {
+    type Item = Result<T>;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Row>>> {
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<T>>> {
         let this = &mut *self;
         loop {
             if let Some(row) = this.buffer.next() {
@@ -105,15 +127,19 @@ impl Stream for RowStream {
                     this.channel = Some(channel);
                 }
                 State::NotStarted(..) => {
-                    let (State::NotStarted(sql, params), Some(channel)) = (
+                    let (State::NotStarted(sql, params), Some(channel), Some(mut reader)) = (
                         std::mem::replace(&mut this.state, State::Done),
                         this.channel.clone(),
+                        this.reader.take(),
                     ) else {
                         return Poll::Ready(None);
                     };
                     this.state = State::Fetching(Box::pin(async move {
                         channel
-                            .run_or_undo(move |w| w.open_cursor(&sql, &*params), close_unread)
+                            .run_or_undo(
+                                move |w| Ok((w.open_cursor(&sql, &*params, &mut *reader)?, reader)),
+                                close_unread,
+                            )
                             .await
                     }));
                 }
@@ -125,7 +151,7 @@ impl Stream for RowStream {
                             this.cursor = None;
                             return Poll::Ready(Some(Err(e)));
                         }
-                        Ok(chunk) => {
+                        Ok((chunk, reader)) => {
                             this.buffer = chunk.rows.into_iter();
                             this.cursor = chunk.cursor;
                             this.state = match chunk.cursor {
@@ -135,7 +161,7 @@ impl Stream for RowStream {
                                     let Some(channel) = this.channel.clone() else {
                                         return Poll::Ready(None);
                                     };
-                                    let mut next = Self::fetch(channel, id);
+                                    let mut next = Self::fetch(channel, id, reader);
                                     match next.as_mut().poll(cx) {
                                         Poll::Pending => State::Fetching(next),
                                         Poll::Ready(r) => {
@@ -153,7 +179,11 @@ impl Stream for RowStream {
     }
 }
 
-impl Drop for RowStream {
+// Nothing in the stream is ever pinned in place: items are moved out of a
+// `Vec`, and the futures are boxed.
+impl<T> Unpin for RowStream<T> {}
+
+impl<T> Drop for RowStream<T> {
     fn drop(&mut self) {
         if let (Some(id), Some(channel)) = (self.cursor.take(), &self.channel) {
             // A fetch in flight is cancelled when `state` drops; the parked
@@ -165,7 +195,7 @@ impl Drop for RowStream {
     }
 }
 
-impl fmt::Debug for RowStream {
+impl<T> fmt::Debug for RowStream<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RowStream")
             .field("buffered", &self.buffer.len())

@@ -142,10 +142,65 @@ struct Parked {
     columns: Columns,
 }
 
-/// A chunk of a stream's rows; `cursor` is `None` once the result is exhausted.
-pub(crate) struct Chunk {
-    pub(crate) rows: Vec<Row>,
+/// A chunk of a stream's items; `cursor` is `None` once the result is exhausted.
+pub(crate) struct Chunk<T> {
+    pub(crate) rows: Vec<T>,
     pub(crate) cursor: Option<u64>,
+}
+
+/// How a stream turns the rows of one chunk into its items, on the worker.
+/// The reader travels with each fetch request and back with its chunk, so a
+/// decoder keeps its state (resolved column indexes) across chunks without
+/// the worker storing anything typed.
+pub(crate) trait ReadChunk: Send + 'static {
+    type Item: Send + 'static;
+
+    /// Reads up to `max` rows; `true` once the result is exhausted.
+    fn read(
+        &mut self,
+        rows: &mut rusqlite::Rows<'_>,
+        max: usize,
+        columns: &mut Option<Columns>,
+    ) -> Result<(Vec<Self::Item>, bool)>;
+}
+
+/// Owned [`Row`]s, in blocks.
+pub(crate) struct RowBlocks;
+
+impl ReadChunk for RowBlocks {
+    type Item = Row;
+
+    fn read(
+        &mut self,
+        rows: &mut rusqlite::Rows<'_>,
+        max: usize,
+        columns: &mut Option<Columns>,
+    ) -> Result<(Vec<Row>, bool)> {
+        read_rows(rows, max, columns, columns_of)
+    }
+}
+
+/// Values from a [`RowDecoder`].
+pub(crate) struct Decoded<D>(pub(crate) D);
+
+impl<D: RowDecoder> ReadChunk for Decoded<D> {
+    type Item = D::Output;
+
+    fn read(
+        &mut self,
+        rows: &mut rusqlite::Rows<'_>,
+        max: usize,
+        _: &mut Option<Columns>,
+    ) -> Result<(Vec<D::Output>, bool)> {
+        let mut out = Vec::with_capacity(max.min(1024));
+        while out.len() < max {
+            match rows.next()? {
+                Some(row) => out.push(self.0.decode(row)?),
+                None => return Ok((out, true)),
+            }
+        }
+        Ok((out, false))
+    }
 }
 
 /// What a request sees: the connection and the worker's bookkeeping.
@@ -657,7 +712,12 @@ impl Worker {
     }
 
     /// Starts a stream: the first chunk, and the statement parked for the rest.
-    pub(crate) fn open_cursor(&mut self, sql: &str, params: &dyn Params) -> Result<Chunk> {
+    pub(crate) fn open_cursor<R: ReadChunk + ?Sized>(
+        &mut self,
+        sql: &str,
+        params: &dyn Params,
+        reader: &mut R,
+    ) -> Result<Chunk<R::Item>> {
         check_sql(sql)?;
         let mut columns = None;
         let mut readonly = true;
@@ -676,25 +736,31 @@ impl Worker {
             // the main connection, so it is committed before the caller sees a
             // row, and no write is left parked half-done.
             drop(cursor);
-            let rows = self.fetch_all(sql, params)?;
+            let (rows, _) = self.query(sql, params, |rows| {
+                reader.read(rows, usize::MAX, &mut columns)
+            })?;
             return Ok(Chunk { rows, cursor: None });
         }
         let columns = columns.unwrap_or_else(|| Arc::from(Vec::new()));
         self.next_cursor += 1;
         let id = self.next_cursor;
         self.cursors.insert(id, Parked { cursor, columns });
-        self.fetch_cursor(id)
+        self.fetch_cursor(id, reader)
     }
 
     /// The next chunk of a parked stream.
-    pub(crate) fn fetch_cursor(&mut self, id: u64) -> Result<Chunk> {
+    pub(crate) fn fetch_cursor<R: ReadChunk + ?Sized>(
+        &mut self,
+        id: u64,
+        reader: &mut R,
+    ) -> Result<Chunk<R::Item>> {
         let chunk_size = self.chunk_size;
         let parked = self.cursors.get_mut(&id).ok_or(Error::Cancelled(
             "the stream's statement was already finalized",
         ))?;
         let mut columns = Some(Arc::clone(&parked.columns));
         let result = parked.cursor.with_dependent_mut(|_, rows| {
-            rows.with_dependent_mut(|_, rows| read_rows(rows, chunk_size, &mut columns, columns_of))
+            rows.with_dependent_mut(|_, rows| reader.read(rows, chunk_size, &mut columns))
         });
         match result {
             Ok((rows, false)) => Ok(Chunk {

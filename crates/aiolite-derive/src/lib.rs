@@ -2,11 +2,30 @@
 //! `aiolite` re-exports them, and the code they generate names `::aiolite::...`
 //! paths only, so users depend on `aiolite` alone.
 
+mod attrs;
+mod derive;
+
 use std::path::{Path, PathBuf};
 
 use proc_macro::TokenStream;
 use quote::quote;
 use syn::{parse_macro_input, LitStr};
+
+/// `#[derive(FromRow)]`: decode a result row into the struct, by column
+/// name. See `aiolite::FromRow` for the attributes.
+#[proc_macro_derive(FromRow, attributes(aiolite))]
+pub fn derive_from_row(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as syn::DeriveInput);
+    derive::from_row(&input).into()
+}
+
+/// `#[derive(Model)]`: map the struct to a table, with typed columns and
+/// CRUD. See `aiolite::Model`.
+#[proc_macro_derive(Model, attributes(aiolite))]
+pub fn derive_model(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as syn::DeriveInput);
+    derive::model(&input).into()
+}
 
 /// Embeds the SQL migrations of a directory (relative to the crate's
 /// `Cargo.toml`) into the binary, as an `aiolite::migrate::Migrations`.

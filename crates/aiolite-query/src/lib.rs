@@ -1,0 +1,39 @@
+//! The typed layer of [aiolite](https://docs.rs/aiolite): [`FromRow`],
+//! [`Model`], and sea-query statements run through the worker. Use it
+//! through the `aiolite` facade, whose derives generate code against
+//! `::aiolite::...` paths.
+//!
+//! Nothing here assumes SQLite beyond what sea-query does: statements are
+//! built with sea-query's SQLite builder and bound with its rusqlite binder.
+
+mod decode;
+mod encode;
+mod executor;
+mod from_row;
+#[cfg(feature = "serde_json")]
+mod json;
+mod model;
+mod statement;
+
+pub use aiolite_conn::{Error, ErrorKind, Result};
+pub use decode::{Decode, DecodeError};
+pub use encode::Encode;
+pub use executor::Executor;
+pub use from_row::{FromRow, FromRowDecoder};
+#[cfg(feature = "serde_json")]
+pub use json::Json;
+pub use model::Model;
+pub use statement::{SqlValues, Statement};
+
+pub use rusqlite;
+pub use sea_query;
+pub use sea_query_rusqlite;
+
+#[doc(hidden)]
+pub use from_row::__private;
+
+/// A statement sea-query could not build (columns and values that do not
+/// pair up): a bug in the caller's statement, reported, never a panic.
+pub(crate) fn sea_query_error(e: sea_query::error::Error) -> Error {
+    Error::Rusqlite(rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
