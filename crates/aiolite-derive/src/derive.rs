@@ -84,7 +84,11 @@ pub(crate) fn from_row(input: &DeriveInput) -> TokenStream {
         if a.skip.is_some() {
             any_skip = true;
             let d = format_ident!("__aiolite_d_{}", ident.to_string().trim_start_matches("r#"));
-            with_default.push(quote! { #ident: #d });
+            if p.container.default {
+                with_default.push(quote! { #ident: #d });
+            } else {
+                with_default.push(quote! { #ident: ::core::default::Default::default() });
+            }
             without_default.push(quote! { #ident: ::core::default::Default::default() });
             continue;
         }
