@@ -149,8 +149,30 @@ mod chrono_types {
         NaiveTime => ChronoTime,
         NaiveDateTime => ChronoDateTime,
         DateTime<Utc> => ChronoDateTimeUtc,
-        DateTime<FixedOffset> => ChronoDateTimeWithTimeZone,
     );
+
+    impl Encode for DateTime<FixedOffset> {
+        /// RFC 3339 text keeps the offset to the minute: an offset with
+        /// seconds (historic local mean times) would be cut and the instant
+        /// moved, so it is refused instead.
+        fn encode(&self) -> Result<Value> {
+            let offset = self.offset().local_minus_utc();
+            if offset % 60 != 0 {
+                return Err(crate::Error::Rusqlite(
+                    rusqlite::Error::ToSqlConversionFailure(
+                        format!(
+                            "the UTC offset {offset} s has seconds, which RFC 3339 text cannot keep; convert the time to whole-minute offset or UTC first"
+                        )
+                        .into(),
+                    ),
+                ));
+            }
+            Ok(Value::ChronoDateTimeWithTimeZone(Some(*self)))
+        }
+        fn null() -> Value {
+            Value::ChronoDateTimeWithTimeZone(None)
+        }
+    }
 }
 
 #[cfg(feature = "uuid")]
