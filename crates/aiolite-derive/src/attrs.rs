@@ -110,6 +110,8 @@ pub(crate) struct Container {
     pub(crate) rename_all: Option<RenameRule>,
     pub(crate) default: bool,
     pub(crate) table: Option<LitStr>,
+    /// `table` was written, even if its value was bad (already reported).
+    pub(crate) table_given: bool,
 }
 
 pub(crate) enum Json {
@@ -211,6 +213,7 @@ pub(crate) fn container(attrs: &[Attribute], errors: &mut Errors) -> Container {
         rename_all: None,
         default: false,
         table: None,
+        table_given: false,
     };
     for Item { key, value, args } in items(attrs, errors) {
         let span = key.span();
@@ -239,7 +242,10 @@ pub(crate) fn container(attrs: &[Attribute], errors: &mut Errors) -> Container {
                 no_value("default", value, errors, Scope::FromRow);
                 c.default = true;
             }
-            "table" => match string_value("table", value, span) {
+            "table" => match string_value("table", value, {
+                c.table_given = true;
+                span
+            }) {
                 Ok(s) if c.table.is_none() => c.table = Some(s),
                 Ok(_) => errors.push(Scope::Model, span, "duplicate `table`"),
                 Err(e) => errors.push_err(Scope::Model, e),

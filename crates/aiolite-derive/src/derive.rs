@@ -67,7 +67,24 @@ pub(crate) fn from_row(input: &DeriveInput) -> TokenStream {
         return e.into_compile_error();
     }
     let name = &input.ident;
-    let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
+    // Each flattened type must be FromRow: said once, as a bound spanned on
+    // the field's type, so a type that is not gives one error there (inside
+    // the impl the bound is assumed, and nothing else complains).
+    let mut generics = input.generics.clone();
+    {
+        let where_clause = generics.make_where_clause();
+        for f in p
+            .fields
+            .iter()
+            .filter(|f| f.attrs.flatten.is_some() && f.attrs.skip.is_none())
+        {
+            let ty = &f.ty;
+            where_clause
+                .predicates
+                .push(syn::parse_quote_spanned! {ty.span()=> #ty: ::aiolite::FromRow });
+        }
+    }
+    let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
 
     let mut columns = Vec::new(); // plan.0 entries
     let mut nested_plans = Vec::new(); // plan.1.. types and builders
@@ -103,10 +120,12 @@ pub(crate) fn from_row(input: &DeriveInput) -> TokenStream {
             let as_from_row = quote_spanned! {ty.span()=> <#ty as ::aiolite::FromRow> };
             nested_plans.push((
                 quote_spanned! {ty.span()=> #as_from_row::Plan },
-                quote! { #as_from_row::plan(stmt, &::aiolite::__private::join(prefix, #prefix))? },
+                quote_spanned! {ty.span()=>
+                    #as_from_row::plan(stmt, &::aiolite::__private::join(prefix, #prefix))?
+                },
             ));
-            nested_null.push(quote! { #as_from_row::is_null(row, &plan.#k) });
-            let value = quote! { #as_from_row::from_row(row, &plan.#k)? };
+            nested_null.push(quote_spanned! {ty.span()=> #as_from_row::is_null(row, &plan.#k) });
+            let value = quote_spanned! {ty.span()=> #as_from_row::from_row(row, &plan.#k)? };
             with_default.push(quote! { #ident: #value });
             without_default.push(quote! { #ident: #value });
             continue;
@@ -183,19 +202,33 @@ pub(crate) fn from_row(input: &DeriveInput) -> TokenStream {
     };
     let plan_types = nested_plans.iter().map(|(t, _)| t);
     let plan_builders = nested_plans.iter().map(|(_, b)| b);
+    // The plan type names each flattened type's plan; spanned on the first
+    // flattened field, so a type that is not FromRow gives one error, there,
+    // rather than a second one on the derive.
+    let plan_span = p
+        .fields
+        .iter()
+        .find(|f| f.attrs.flatten.is_some() && f.attrs.skip.is_none())
+        .map_or_else(Span::call_site, |f| f.ty.span());
+    let plan_item = quote_spanned! {plan_span=>
+        type Plan = (
+            ::std::boxed::Box<[::core::option::Option<usize>]>,
+            #(#plan_types,)*
+        );
+    };
+    let plan_ty = quote_spanned! {plan_span=> Self::Plan };
 
-    quote! {
+    // The impl itself is checked against the trait's `Plan: Send + 'static`
+    // bound, which names each flattened type's plan: spanned like the plan.
+    quote_spanned! {plan_span=>
         #[automatically_derived]
         impl #impl_generics ::aiolite::FromRow for #name #ty_generics #where_clause {
-            type Plan = (
-                ::std::boxed::Box<[::core::option::Option<usize>]>,
-                #(#plan_types,)*
-            );
+            #plan_item
 
             fn plan(
                 stmt: &::aiolite::rusqlite::Statement<'_>,
                 prefix: &str,
-            ) -> ::aiolite::Result<Self::Plan> {
+            ) -> ::aiolite::Result<#plan_ty> {
                 ::core::result::Result::Ok((
                     ::std::boxed::Box::new([#(#columns,)*]),
                     #(#plan_builders,)*
@@ -205,12 +238,12 @@ pub(crate) fn from_row(input: &DeriveInput) -> TokenStream {
             #[inline]
             fn from_row(
                 row: &::aiolite::rusqlite::Row<'_>,
-                plan: &Self::Plan,
+                plan: &#plan_ty,
             ) -> ::aiolite::Result<Self> {
                 #body
             }
 
-            fn is_null(row: &::aiolite::rusqlite::Row<'_>, plan: &Self::Plan) -> bool {
+            fn is_null(row: &::aiolite::rusqlite::Row<'_>, plan: &#plan_ty) -> bool {
                 plan.0.iter().all(|i| ::aiolite::__private::is_null(row, *i))
                     #(&& #nested_null)*
             }
@@ -232,7 +265,7 @@ fn is_integer(ty: &Type) -> bool {
 pub(crate) fn model(input: &DeriveInput) -> TokenStream {
     let mut p = parse(input);
     let name = &input.ident;
-    if p.container.table.is_none() {
+    if p.container.table.is_none() && !p.container.table_given {
         p.errors.push(
             Scope::Model,
             name.span(),
@@ -341,7 +374,6 @@ pub(crate) fn model(input: &DeriveInput) -> TokenStream {
         && key.attrs.try_from.is_none()
         && key.attrs.from.is_none();
     let count = stored.len();
-    let _ = Span::call_site();
 
     quote! {
         #[doc = #enum_doc]
