@@ -29,6 +29,35 @@ const READERS: usize = 4;
 
 type User = (i64, String, String, i64, String);
 
+/// W5 decoded into a struct on the worker: derived, or by hand.
+#[derive(aiolite::FromRow)]
+struct UserRow {
+    id: i64,
+    name: String,
+    email: String,
+    age: i64,
+    created_at: String,
+}
+
+fn user_by_hand(r: &aiolite::rusqlite::Row<'_>) -> aiolite::Result<UserRow> {
+    Ok(UserRow {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        email: r.get(2)?,
+        age: r.get(3)?,
+        created_at: r.get(4)?,
+    })
+}
+
+fn sum_users(rows: &[UserRow]) -> i64 {
+    rows.iter()
+        .map(|u| {
+            std::hint::black_box((&u.name, &u.email, &u.created_at, u.id));
+            u.age
+        })
+        .sum()
+}
+
 /// Reads a users row; rusqlite's and aiolite's rows have the same `get`.
 macro_rules! read_user {
     ($r:expr) => {
@@ -286,7 +315,9 @@ fn run_rusqlite(workload: &str, db: &Path, scale: &Scale) -> Outcome {
             tx.commit().expect("commit");
             Outcome::rate(scale.bulk_rows as f64, started)
         }
-        "W5" => {
+        // W5get / W5derive: the same scan; their aiolite side decodes into a
+        // struct on the worker.
+        "W5" | "W5get" | "W5derive" => {
             let c = sync_conn(db, workload);
             let started = Instant::now();
             let mut stmt = c.prepare_cached("SELECT * FROM users").expect("prepare");
@@ -461,6 +492,23 @@ async fn run_aiolite(workload: &str, db: &Path, scale: &Scale) -> Outcome {
             }
             scan_outcome(n, sum, scale, started)
         }
+        "W5get" | "W5derive" => {
+            let c = options(db, workload).open().await.expect("open");
+            let started = Instant::now();
+            let mut stream = if workload == "W5get" {
+                c.stream_with("SELECT * FROM users", (), user_by_hand)
+            } else {
+                use aiolite::Executor;
+                c.stream_as::<UserRow, _>("SELECT * FROM users", ())
+            };
+            let (mut n, mut sum) = (0i64, 0i64);
+            while let Some(u) = stream.next().await {
+                let u = u.expect("row");
+                sum += sum_users(std::slice::from_ref(&u));
+                n += 1;
+            }
+            scan_outcome(n, sum, scale, started)
+        }
         "W6" => {
             fresh(db);
             let db = pool(db, workload).await;
@@ -534,7 +582,7 @@ async fn run_aiolite(workload: &str, db: &Path, scale: &Scale) -> Outcome {
 
 fn unit(workload: &str) -> &'static str {
     match workload {
-        "W4" | "W5" => "rows_per_s",
+        "W4" | "W5" | "W5get" | "W5derive" => "rows_per_s",
         "W6" => "tx_per_s",
         _ => "ops_per_s",
     }
@@ -598,19 +646,22 @@ fn main() {
         scale.point_rows, scale.bulk_rows
     );
     fill(&point_db, scale.point_rows);
-    if wanted("W5") {
+    if wanted("W5") || wanted("W5get") || wanted("W5derive") {
         fill(&bulk_db, scale.bulk_rows);
     }
     let exe = std::env::current_exe().expect("exe");
 
     let mut summary = Vec::new();
-    for workload in ["W1", "W2", "W3", "W4", "W5", "W6", "W7"] {
+    let mut aiolite_rates = BTreeMap::new();
+    for workload in [
+        "W1", "W2", "W3", "W4", "W5", "W5get", "W5derive", "W6", "W7",
+    ] {
         if !wanted(workload) {
             continue;
         }
         let db = match workload {
             "W1" | "W2" | "W3" | "W7" => point_db.clone(),
-            "W5" => bulk_db.clone(),
+            "W5" | "W5get" | "W5derive" => bulk_db.clone(),
             _ => dir.path().join(format!("{workload}.db")),
         };
         let mut medians = BTreeMap::new();
@@ -657,6 +708,7 @@ fn main() {
             );
         }
         let base = medians["rusqlite"];
+        aiolite_rates.insert(workload, medians["aiolite"][0]);
         for (contestant, [rate, writes, p50, p99, rss, errors]) in &medians {
             let mut line = format!(
                 "{workload} {contestant:9} {rate:>11.0} {} ratio={:.2} p50_us={p50:.1} p99_us={p99:.1} peak_rss_kb={rss:.0}",
@@ -675,5 +727,13 @@ fn main() {
     println!("\nMedians of {runs} run(s), ratio = aiolite / synchronous rusqlite in this run:");
     for line in summary {
         println!("{line}");
+    }
+    if let (Some(by_hand), Some(derived)) =
+        (aiolite_rates.get("W5get"), aiolite_rates.get("W5derive"))
+    {
+        println!(
+            "W5 decode into a struct: #[derive(FromRow)] {derived:.0} rows/s vs hand-written row.get {by_hand:.0} rows/s: overhead {:+.1} %",
+            (by_hand / derived - 1.0) * 100.0
+        );
     }
 }
