@@ -200,6 +200,25 @@ async fn from_converts_after_decoding() {
     assert_eq!(r.temp, Celsius(21.5));
 }
 
+type Sixteen = (
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+);
+
 #[tokio::test]
 async fn tuples_single_values_rows_and_options() {
     let c = conn().await;
@@ -234,24 +253,7 @@ async fn tuples_single_values_rows_and_options() {
         .await
         .expect("row");
     assert_eq!(row.get::<String, _>("name").expect("name"), "Ann");
-    let sixteen: (
-        i64,
-        i64,
-        i64,
-        i64,
-        i64,
-        i64,
-        i64,
-        i64,
-        i64,
-        i64,
-        i64,
-        i64,
-        i64,
-        i64,
-        i64,
-        i64,
-    ) = c
+    let sixteen: Sixteen = c
         .fetch_one_as("SELECT 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16", ())
         .await
         .expect("16-tuple");
