@@ -17,7 +17,7 @@ use crate::Result;
 /// struct Cents(i64);
 ///
 /// impl Encode for Cents {
-///     fn encode(&self) -> Result<Value> {
+///     fn encode(&self) -> aiolite_query::Result<Value> {
 ///         self.0.encode()
 ///     }
 ///     fn null() -> Value {
