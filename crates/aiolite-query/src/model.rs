@@ -11,7 +11,7 @@ use crate::statement::{SqlValues, Statement};
 /// A struct stored as the rows of one table, keyed by its primary key.
 /// Derive it with [`FromRow`] (the facade's `#[derive(FromRow, Model)]`):
 ///
-/// ```ignore
+/// ```text
 /// #[derive(aiolite::FromRow, aiolite::Model)]
 /// #[aiolite(table = "users")]
 /// struct User {
@@ -23,6 +23,9 @@ use crate::statement::{SqlValues, Statement};
 /// // UserColumn::{Id, Name, Age}, User::select(), User::all_columns(),
 /// // and db.insert(&user), db.find::<User>(id), db.update(&user), ...
 /// ```
+///
+/// (The derive generates `::aiolite::` paths, so the compiled example is in
+/// the `aiolite` README.)
 ///
 /// An integer primary key is an `INTEGER PRIMARY KEY` (the rowid): `insert`
 /// leaves it to SQLite and returns the key SQLite chose. Other keys (text,
