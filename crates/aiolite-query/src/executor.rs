@@ -50,13 +50,28 @@ type Sql = Cow<'static, str>;
 /// ```
 pub trait Executor: Sync {
     #[doc(hidden)]
-    fn __fetch_with<P: Params, D: RowDecoder>(
+    fn __fetch_all_with<P: Params, D: RowDecoder>(
         &self,
         sql: Sql,
         params: P,
         decoder: D,
-        max: usize,
     ) -> impl Future<Output = Result<Vec<D::Output>>> + Send;
+
+    #[doc(hidden)]
+    fn __fetch_one_with<P: Params, D: RowDecoder>(
+        &self,
+        sql: Sql,
+        params: P,
+        decoder: D,
+    ) -> impl Future<Output = Result<D::Output>> + Send;
+
+    #[doc(hidden)]
+    fn __fetch_optional_with<P: Params, D: RowDecoder>(
+        &self,
+        sql: Sql,
+        params: P,
+        decoder: D,
+    ) -> impl Future<Output = Result<Option<D::Output>>> + Send;
 
     #[doc(hidden)]
     fn __stream_with<P: Params, D: RowDecoder>(
@@ -110,7 +125,7 @@ pub trait Executor: Sync {
         sql: impl Into<Sql>,
         params: P,
     ) -> impl Future<Output = Result<Vec<T>>> + Send {
-        self.__fetch_with(sql.into(), params, FromRowDecoder::<T>::new(), usize::MAX)
+        self.__fetch_all_with(sql.into(), params, FromRowDecoder::<T>::new())
     }
 
     /// The first row decoded as `T`; [`Error::NoRows`] if there is none.
@@ -122,14 +137,7 @@ pub trait Executor: Sync {
         sql: impl Into<Sql>,
         params: P,
     ) -> impl Future<Output = Result<T>> + Send {
-        let sql = sql.into();
-        async move {
-            let text = sql.to_string();
-            let mut rows = self
-                .__fetch_with(sql, params, FromRowDecoder::<T>::new(), 1)
-                .await?;
-            rows.pop().ok_or(Error::NoRows { sql: Some(text) })
-        }
+        self.__fetch_one_with(sql.into(), params, FromRowDecoder::<T>::new())
     }
 
     /// The first row decoded as `T`, if any.
@@ -141,13 +149,7 @@ pub trait Executor: Sync {
         sql: impl Into<Sql>,
         params: P,
     ) -> impl Future<Output = Result<Option<T>>> + Send {
-        let sql = sql.into();
-        async move {
-            Ok(self
-                .__fetch_with(sql, params, FromRowDecoder::<T>::new(), 1)
-                .await?
-                .pop())
-        }
+        self.__fetch_optional_with(sql.into(), params, FromRowDecoder::<T>::new())
     }
 
     /// Streams a query's rows decoded as `T` on the worker, chunk by chunk:
@@ -304,18 +306,20 @@ pub trait Executor: Sync {
     /// As [`insert`](Self::insert).
     fn update<M: Model>(&self, model: &M) -> impl Future<Output = Result<bool>> + Send {
         let built = model::update_sql(model);
-        let exists = model::exists_sql::<M>(&model.key());
+        // Only a model with nothing but its key needs the existence check.
+        let exists = matches!(built, Ok(None)).then(|| model::exists_sql::<M>(&model.key()));
         async move {
-            match built? {
-                Some((sql, values)) => Ok(self.__execute(sql.into(), values).await? > 0),
+            match (built?, exists) {
+                (Some((sql, values)), _) => Ok(self.__execute(sql.into(), values).await? > 0),
                 // Nothing but the key: the row is "updated" if it exists.
-                None => {
+                (None, Some(exists)) => {
                     let (sql, values) = exists?;
                     Ok(self
                         .fetch_optional_as::<i64, _>(sql, values)
                         .await?
                         .is_some())
                 }
+                (None, None) => Ok(false),
             }
         }
     }
@@ -355,24 +359,31 @@ enum Keys<K> {
 
 macro_rules! forward {
     () => {
-        fn __fetch_with<P: Params, D: RowDecoder>(
+        fn __fetch_all_with<P: Params, D: RowDecoder>(
             &self,
             sql: Sql,
             params: P,
             decoder: D,
-            max: usize,
         ) -> impl Future<Output = Result<Vec<D::Output>>> + Send {
-            async move {
-                if max == 1 {
-                    Ok(self
-                        .fetch_optional_with(sql, params, decoder)
-                        .await?
-                        .into_iter()
-                        .collect())
-                } else {
-                    self.fetch_all_with(sql, params, decoder).await
-                }
-            }
+            self.fetch_all_with(sql, params, decoder)
+        }
+
+        fn __fetch_one_with<P: Params, D: RowDecoder>(
+            &self,
+            sql: Sql,
+            params: P,
+            decoder: D,
+        ) -> impl Future<Output = Result<D::Output>> + Send {
+            self.fetch_one_with(sql, params, decoder)
+        }
+
+        fn __fetch_optional_with<P: Params, D: RowDecoder>(
+            &self,
+            sql: Sql,
+            params: P,
+            decoder: D,
+        ) -> impl Future<Output = Result<Option<D::Output>>> + Send {
+            self.fetch_optional_with(sql, params, decoder)
         }
 
         fn __stream_with<P: Params, D: RowDecoder>(
