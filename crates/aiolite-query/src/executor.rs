@@ -413,50 +413,25 @@ macro_rules! forward {
     };
 }
 
-impl Executor for Connection {
-    forward!();
+/// `$write` is the inherent method that runs a closure on the worker that
+/// writes: `call` on a connection or transaction, `write` on a pool.
+macro_rules! executor {
+    ($ty:ty, $write:ident) => {
+        impl Executor for $ty {
+            forward!();
 
-    fn __write<F, T>(&self, f: F) -> impl Future<Output = Result<T>> + Send
-    where
-        F: FnOnce(&mut rusqlite::Connection) -> Result<T> + Send + 'static,
-        T: Send + 'static,
-    {
-        self.call(f)
-    }
+            fn __write<F, T>(&self, f: F) -> impl Future<Output = Result<T>> + Send
+            where
+                F: FnOnce(&mut rusqlite::Connection) -> Result<T> + Send + 'static,
+                T: Send + 'static,
+            {
+                self.$write(f)
+            }
+        }
+    };
 }
 
-impl Executor for Transaction {
-    forward!();
-
-    fn __write<F, T>(&self, f: F) -> impl Future<Output = Result<T>> + Send
-    where
-        F: FnOnce(&mut rusqlite::Connection) -> Result<T> + Send + 'static,
-        T: Send + 'static,
-    {
-        self.call(f)
-    }
-}
-
-impl Executor for Savepoint<'_> {
-    forward!();
-
-    fn __write<F, T>(&self, f: F) -> impl Future<Output = Result<T>> + Send
-    where
-        F: FnOnce(&mut rusqlite::Connection) -> Result<T> + Send + 'static,
-        T: Send + 'static,
-    {
-        self.call(f)
-    }
-}
-
-impl Executor for Database {
-    forward!();
-
-    fn __write<F, T>(&self, f: F) -> impl Future<Output = Result<T>> + Send
-    where
-        F: FnOnce(&mut rusqlite::Connection) -> Result<T> + Send + 'static,
-        T: Send + 'static,
-    {
-        self.write(f)
-    }
-}
+executor!(Connection, call);
+executor!(Transaction, call);
+executor!(Savepoint<'_>, call);
+executor!(Database, write);
