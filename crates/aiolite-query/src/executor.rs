@@ -249,40 +249,51 @@ pub trait Executor: Sync {
         &self,
         models: &[M],
     ) -> impl Future<Output = Result<Vec<M::Key>>> + Send {
-        let built: Result<Vec<_>> = models
-            .iter()
-            .map(|m| Ok((model::insert_sql(m)?, m.key())))
-            .collect();
+        // One statement for the batch: every row inserts the same columns, so
+        // only the values are built per row.
+        let built = (|| -> Result<_> {
+            let Some(first) = models.first() else {
+                return Ok(None);
+            };
+            let (sql, _) = model::insert_sql(first)?;
+            let values = models
+                .iter()
+                .map(model::insert_values)
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Some((sql, values)))
+        })();
+        let keys: Vec<M::Key> = if M::AUTO_KEY {
+            Vec::new()
+        } else {
+            models.iter().map(Model::key).collect()
+        };
         async move {
-            let built = built?;
+            let Some((sql, values)) = built? else {
+                return Ok(Vec::new());
+            };
             let rowids = self
                 .__write(move |conn| {
                     let sp = conn.savepoint()?;
-                    let mut rowids = Vec::with_capacity(built.len());
+                    let mut rowids = Vec::with_capacity(values.len());
                     {
-                        let mut keys = Vec::with_capacity(built.len());
-                        for ((sql, values), key) in built {
-                            let mut stmt = sp.prepare_cached(&sql)?;
-                            Params::bind(&values, &mut stmt).map_err(|e| e.attach_sql(&sql))?;
+                        let mut stmt = sp
+                            .prepare_cached(&sql)
+                            .map_err(|e| Error::from(e).attach_sql(&sql))?;
+                        for row in &values {
+                            Params::bind(row, &mut stmt).map_err(|e| e.attach_sql(&sql))?;
                             stmt.raw_execute()
                                 .map_err(|e| Error::from(e).attach_sql(&sql))?;
                             rowids.push(sp.last_insert_rowid());
-                            keys.push(key);
-                        }
-                        if !M::AUTO_KEY {
-                            sp.commit()?;
-                            return Ok(Keys::Given(keys));
                         }
                     }
                     sp.commit()?;
-                    Ok(Keys::Assigned(rowids))
+                    Ok(rowids)
                 })
                 .await?;
-            match rowids {
-                Keys::Given(keys) => Ok(keys),
-                Keys::Assigned(rowids) => {
-                    rowids.into_iter().map(model::assigned_key::<M>).collect()
-                }
+            if M::AUTO_KEY {
+                rowids.into_iter().map(model::assigned_key::<M>).collect()
+            } else {
+                Ok(keys)
             }
         }
     }
@@ -350,11 +361,6 @@ pub trait Executor: Sync {
             Ok(key)
         }
     }
-}
-
-enum Keys<K> {
-    Given(Vec<K>),
-    Assigned(Vec<i64>),
 }
 
 macro_rules! forward {

@@ -92,6 +92,13 @@ pub(crate) fn insert_sql<M: Model>(model: &M) -> Result<(String, SqlValues)> {
     Ok(insert.to_sql())
 }
 
+/// The parameters [`insert_sql`] binds for this row, in its order: a batch
+/// reuses one row's SQL with every row's values.
+pub(crate) fn insert_values<M: Model>(model: &M) -> Result<SqlValues> {
+    let (_, values) = split_values(model, M::AUTO_KEY)?;
+    Ok(SqlValues::from_values(values))
+}
+
 /// `INSERT ... ON CONFLICT (key) DO UPDATE SET` every other column.
 pub(crate) fn upsert_sql<M: Model>(model: &M) -> Result<(String, SqlValues)> {
     let (columns, values) = split_values(model, false)?;

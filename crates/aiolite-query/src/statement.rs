@@ -74,6 +74,15 @@ impl SqlValues {
         SqlValues(values)
     }
 
+    pub(crate) fn from_values(values: Vec<sea_query::Value>) -> SqlValues {
+        SqlValues(RusqliteValues(
+            values
+                .into_iter()
+                .map(sea_query_rusqlite::RusqliteValue)
+                .collect(),
+        ))
+    }
+
     /// How many values.
     pub fn len(&self) -> usize {
         self.0 .0.len()
