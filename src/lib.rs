@@ -3,9 +3,10 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 
 pub use aiolite_conn::{
-    named_params, Column, ConnectOptions, Connection, Database, DatabaseBuilder, Error, ErrorCode,
-    ErrorKind, JournalMode, NamedParams, Params, Result, Row, RowDecoder, RowIndex, RowStream,
-    Savepoint, Synchronous, Transaction, TransactionBehavior, Value,
+    functions, hooks, named_params, Backup, BackupProgress, Blob, Column, ConnectOptions,
+    Connection, Database, DatabaseBuilder, Dump, Error, ErrorCode, ErrorKind, JournalMode, Limit,
+    NamedParams, Params, Result, Row, RowDecoder, RowIndex, RowStream, Savepoint, Synchronous,
+    Transaction, TransactionBehavior, Value,
 };
 
 /// Schema migrations: sets, reports, errors. Build a set with

@@ -60,7 +60,8 @@ impl Channel {
                 return; // cancelled before it started
             }
             let was_autocommit = w.conn.is_autocommit();
-            let result = match catch_unwind(AssertUnwindSafe(|| f(w))) {
+            let mut undo = Some(undo);
+            let mut result = match catch_unwind(AssertUnwindSafe(|| f(w))) {
                 Ok(r) => r,
                 Err(payload) => {
                     if was_autocommit {
@@ -69,11 +70,22 @@ impl Channel {
                     Err(Error::panic(payload))
                 }
             };
+            if let Some(fault) = w.shared.take_fault() {
+                // A callback (collation, hook) panicked while this request ran.
+                if was_autocommit {
+                    w.rollback_if_open("a callback panicked");
+                }
+                if let (Ok(value), Some(undo)) =
+                    (std::mem::replace(&mut result, Err(fault)), undo.take())
+                {
+                    undo(w, value);
+                }
+            }
             if let Err(unsent) = tx.send(result) {
                 if was_autocommit {
                     w.rollback_if_open("the caller went away");
                 }
-                if let Ok(value) = unsent {
+                if let (Ok(value), Some(undo)) = (unsent, undo) {
                     undo(w, value);
                 }
             }

@@ -56,9 +56,10 @@ pub enum Error {
     #[error("the request was cancelled: {0}")]
     Cancelled(&'static str),
 
-    /// A user closure (`call`, `query_map`, `transaction`, the init hook)
-    /// panicked on the worker thread. The worker survives; a transaction the
-    /// closure opened was rolled back.
+    /// A user closure (`call`, `query_map`, `transaction`, the init hook) or
+    /// callback (a SQL function, aggregate, collation or hook) panicked on the
+    /// worker thread. The worker survives; the statement running was stopped,
+    /// and a transaction the request opened was rolled back.
     #[error("a closure panicked on the connection's worker thread: {message}")]
     Panic {
         /// The panic payload, when it was a string.
@@ -267,14 +268,9 @@ impl Error {
     }
 
     pub(crate) fn panic(payload: Box<dyn Any + Send>) -> Error {
-        let message = if let Some(s) = payload.downcast_ref::<&'static str>() {
-            (*s).to_owned()
-        } else if let Some(s) = payload.downcast_ref::<String>() {
-            s.clone()
-        } else {
-            "non-string panic payload".to_owned()
-        };
-        Error::Panic { message }
+        Error::Panic {
+            message: panic_text(&*payload),
+        }
     }
 
     /// Fills in the failing SQL where the error has room for it and lacks it.
@@ -433,6 +429,17 @@ impl fmt::Display for SqlSuffix<'_> {
             }
             _ => Ok(()),
         }
+    }
+}
+
+/// The message of a panic payload, when it is a string.
+pub(crate) fn panic_text(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&'static str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
     }
 }
 

@@ -12,9 +12,14 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![deny(rustdoc::broken_intra_doc_links)]
 
+mod backup;
+mod blob;
 mod connection;
 mod decode;
+mod dump;
 mod error;
+pub mod functions;
+pub mod hooks;
 pub mod migrate;
 mod options;
 mod params;
@@ -25,14 +30,18 @@ mod stream;
 mod transaction;
 mod worker;
 
+pub use backup::{Backup, BackupProgress};
+pub use blob::Blob;
 pub use connection::Connection;
 pub use decode::RowDecoder;
+pub use dump::Dump;
 pub use error::{Error, ErrorCode, ErrorKind, Result};
 pub use options::{ConnectOptions, JournalMode, Synchronous, TransactionBehavior};
 pub use params::{NamedParams, Params};
 pub use pool::{Database, DatabaseBuilder};
 pub use row::{Column, Row, RowIndex};
 pub use rusqlite;
+pub use rusqlite::limits::Limit;
 pub use rusqlite::types::Value;
 pub use stream::RowStream;
 pub use transaction::{Savepoint, Transaction};

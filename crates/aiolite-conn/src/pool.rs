@@ -225,6 +225,11 @@ impl Database {
         &self.inner.writer
     }
 
+    /// Every connection of the pool: the writer, then the readers.
+    pub(crate) fn connections(&self) -> impl Iterator<Item = &Connection> {
+        std::iter::once(&self.inner.writer).chain(self.inner.readers.iter())
+    }
+
     /// The least busy reader (`PRAGMA query_only`: a write sent to it fails
     /// with "attempt to write a readonly database"). The writer when the pool
     /// has no readers.

@@ -42,7 +42,7 @@ pub(crate) enum Message {
 
 /// How often (in SQLite VM instructions) a running statement checks whether its
 /// caller is gone. A point query never reaches it; a scan checks every few µs.
-const CANCEL_CHECK_OPS: i32 = 1000;
+pub(crate) const CANCEL_CHECK_OPS: i32 = 1000;
 
 /// State shared by the handles and the worker.
 #[derive(Debug, Default)]
@@ -55,6 +55,14 @@ pub(crate) struct Shared {
     deferred_pending: AtomicBool,
     deferred: Mutex<Vec<Deferred>>,
     next_savepoint: AtomicU64,
+    /// A user callback that cannot report an error itself (a collation, a
+    /// hook) panicked during the running request: the message, for that
+    /// request's error.
+    fault: Mutex<Option<String>>,
+    fault_pending: AtomicBool,
+    /// Who may touch the `sqlite3*` handle right now: the worker while it runs a
+    /// request, or a backup stepping on another connection's worker.
+    pub(crate) handle: crate::backup::HandleLock,
 }
 
 /// Work left by a `Drop` (which cannot await), done by the worker before its
@@ -65,6 +73,8 @@ pub(crate) enum Deferred {
     CloseCursor(u64),
     /// A savepoint dropped without release: undo it.
     RollbackTo(String),
+    /// A dropped blob handle: close it.
+    CloseBlob(u64),
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -84,9 +94,41 @@ impl Shared {
         self.cancel_pending.store(true, Ordering::Release);
     }
 
-    fn should_interrupt(&self) -> bool {
+    pub(crate) fn should_interrupt(&self) -> bool {
+        (self.cancel_pending.load(Ordering::Acquire)
+            && lock(&self.cancelled).contains(&self.running.load(Ordering::Relaxed)))
+            || self.fault_pending()
+    }
+
+    /// Whether the caller of the running request went away.
+    pub(crate) fn caller_gone(&self) -> bool {
         self.cancel_pending.load(Ordering::Acquire)
             && lock(&self.cancelled).contains(&self.running.load(Ordering::Relaxed))
+    }
+
+    /// Records a callback's panic (the first one wins): the running statement
+    /// is stopped at the next progress check, an autocommit transaction it
+    /// opened is rolled back by the commit hook, and the request fails with
+    /// [`Error::Panic`].
+    pub(crate) fn fault(&self, message: String) {
+        let mut slot = lock(&self.fault);
+        if slot.is_none() {
+            *slot = Some(message);
+        }
+        self.fault_pending.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn fault_pending(&self) -> bool {
+        self.fault_pending.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn take_fault(&self) -> Option<Error> {
+        if !self.fault_pending.swap(false, Ordering::AcqRel) {
+            return None;
+        }
+        lock(&self.fault)
+            .take()
+            .map(|message| Error::Panic { message })
     }
 
     /// Leaves work for the worker's next request (see [`Deferred`]).
@@ -205,16 +247,17 @@ impl<D: RowDecoder> ReadChunk for Decoded<D> {
 
 /// What a request sees: the connection and the worker's bookkeeping.
 pub(crate) struct Worker {
-    // Field order is drop order: parked statements go before the alias they
-    // were prepared on, and both before the connection.
+    // Field order is drop order: parked statements and open blobs go before
+    // the alias they were prepared on, and all before the connection.
     cursors: HashMap<u64, Parked>,
+    pub(crate) blobs: HashMap<u64, crate::blob::OpenBlob>,
     alias: Rc<rusqlite::Connection>,
     pub(crate) conn: rusqlite::Connection,
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     chunk_size: usize,
     isolation_level: Option<TransactionBehavior>,
     slow_statement: Duration,
-    next_cursor: u64,
+    pub(crate) next_cursor: u64,
     /// Set by a `begin` request: serve this channel alone until the lease ends.
     pub(crate) lease: Option<mpsc::Receiver<Message>>,
     /// Set by the request that ends the lease (commit or rollback).
@@ -358,8 +401,8 @@ impl Worker {
             // later writes cannot fail with SQLITE_BUSY_SNAPSHOT.
             conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
         }
-        let probe = Arc::clone(&shared);
-        conn.progress_handler(CANCEL_CHECK_OPS, Some(move || probe.should_interrupt()))?;
+        crate::hooks::install_progress_handler(&conn, &shared, None)?;
+        crate::hooks::install_commit_hook(&conn, &shared, None)?;
         // SAFETY: the alias is a second, non-owning `rusqlite::Connection` over
         // the same `sqlite3*`. It is used only on this thread, only to prepare
         // the statements parked by streams, so that `call` can still hand out
@@ -368,8 +411,10 @@ impl Worker {
         // the alias before `conn`, which owns and closes the handle.
         #[allow(unsafe_code)]
         let alias = unsafe { rusqlite::Connection::from_handle(conn.handle())? };
+        shared.handle.set(&conn);
         Ok(Worker {
             cursors: HashMap::new(),
+            blobs: HashMap::new(),
             alias: Rc::new(alias),
             conn,
             shared,
@@ -394,16 +439,22 @@ impl Worker {
                     self.run(id, span, job);
                     if let Some(lease) = self.lease.take() {
                         self.serve_lease(lease);
-                    } else if self.rollback_stray {
+                    } else if self.rollback_stray && !self.conn.is_autocommit() {
                         // The pool's writer is shared: a transaction nobody
                         // leased must not swallow the next task's writes.
+                        let shared = Arc::clone(&self.shared);
+                        let _handle = shared.handle.acquire();
                         self.rollback_if_open(
                             "a request left a transaction open on the pool's writer",
                         );
                     }
                 }
                 Message::Close(reply) => break Some(reply),
-                Message::Wake => self.do_deferred(),
+                Message::Wake => {
+                    let shared = Arc::clone(&self.shared);
+                    let _handle = shared.handle.acquire();
+                    self.do_deferred();
+                }
             }
         };
         self.shared.closed.store(true, Ordering::Release);
@@ -442,13 +493,19 @@ impl Worker {
                         return;
                     }
                 }
-                Some(Message::Wake) => self.do_deferred(),
+                Some(Message::Wake) => {
+                    let shared = Arc::clone(&self.shared);
+                    let _handle = shared.handle.acquire();
+                    self.do_deferred();
+                }
                 Some(Message::Close(reply)) => {
                     let _ = reply.send(Err(Error::Cancelled(
                         "close is not available inside a transaction",
                     )));
                 }
                 None => {
+                    let shared = Arc::clone(&self.shared);
+                    let _handle = shared.handle.acquire();
                     self.rollback_if_open("the transaction guard was dropped");
                     return;
                 }
@@ -457,6 +514,8 @@ impl Worker {
     }
 
     fn run(&mut self, id: u64, span: Span, job: Job) {
+        let shared = Arc::clone(&self.shared);
+        let _handle = shared.handle.acquire();
         self.do_deferred();
         let _entered = span.enter();
         self.shared.running.store(id, Ordering::Relaxed);
@@ -482,7 +541,14 @@ impl Worker {
                             tracing::debug!(error = %e, savepoint = %name, "deferred savepoint rollback");
                         }
                     }
+                    Deferred::CloseBlob(id) => {
+                        self.blobs.remove(&id);
+                    }
                 }
+            }
+            if let Some(e) = self.shared.take_fault() {
+                // Nobody is waiting for this work; the panic is only logged.
+                tracing::warn!(error = %e, "a callback panicked during deferred cleanup");
             }
         }
     }
@@ -491,10 +557,17 @@ impl Worker {
     fn finish(self) -> Result<()> {
         let Worker {
             cursors,
+            blobs,
             alias,
             conn,
+            shared,
             ..
         } = self;
+        // A backup reading from this connection holds a pin until it has
+        // finished its `sqlite3_backup` object; closing before that would
+        // fail (SQLITE_BUSY) and leave the handle open forever.
+        let _handle = shared.handle.acquire_for_close();
+        drop(blobs);
         drop(cursors);
         // Dropping the alias unregisters the handle's hooks (rusqlite clears
         // them even on a non-owning close); harmless now, as `conn` closes next.
@@ -778,6 +851,12 @@ impl Worker {
         }
     }
 
+    /// The connection alias that statements and blobs kept open between
+    /// requests borrow (see `Worker::open`).
+    pub(crate) fn alias(&self) -> Rc<rusqlite::Connection> {
+        Rc::clone(&self.alias)
+    }
+
     pub(crate) fn close_cursor(&mut self, id: u64) {
         self.cursors.remove(&id);
     }
@@ -855,6 +934,26 @@ fn configure(conn: &rusqlite::Connection, opts: &ConnectOptions) -> Result<()> {
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_TRUSTED_SCHEMA, false)?;
     // No way to corrupt the file through SQL (writable_schema and friends).
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)?;
+    // The bundled SQLite is built with SQLITE_ENABLE_LOAD_EXTENSION, which
+    // leaves the C API's extension loading on for every connection. It is
+    // off until `enable_load_extension(true)`, as in Python.
+    // SAFETY: `sqlite3_db_config` with this verb reads an int and writes
+    // through an int pointer (null: not wanted), on the handle `conn` owns.
+    #[allow(unsafe_code)]
+    let rc = unsafe {
+        rusqlite::ffi::sqlite3_db_config(
+            conn.handle(),
+            rusqlite::ffi::SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION,
+            0 as std::ffi::c_int,
+            std::ptr::null_mut::<std::ffi::c_int>(),
+        )
+    };
+    if rc != rusqlite::ffi::SQLITE_OK {
+        return Err(Error::from(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rc),
+            Some("cannot turn off extension loading".to_owned()),
+        )));
+    }
     conn.busy_timeout(opts.busy_timeout)?;
     conn.set_prepared_statement_cache_capacity(opts.statement_cache_capacity);
     for (name, value) in opts.startup_pragmas() {

@@ -1,0 +1,418 @@
+//! Hooks and callbacks: progress handler, trace callback, authorizer, and the
+//! update, commit and rollback hooks.
+//!
+//! Every user callback runs on the connection's worker thread, inside
+//! `catch_unwind`: a panic stops the statement that triggered it and becomes
+//! that request's [`Error::Panic`], and the connection keeps working.
+
+use std::cell::RefCell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+pub use rusqlite::hooks::{Action, AuthAction, AuthContext, Authorization};
+use rusqlite::trace::{TraceEvent, TraceEventCodes};
+
+use crate::connection::Connection;
+use crate::error::{panic_text, Result};
+use crate::pool::Database;
+use crate::worker::{Shared, CANCEL_CHECK_OPS};
+
+type ProgressFn = Box<dyn FnMut() -> bool + Send>;
+type CommitFn = Box<dyn FnMut() -> bool + Send>;
+
+/// Runs a user callback; a panic is recorded as the request's fault and
+/// `on_panic` is returned to SQLite instead.
+pub(crate) fn guarded<R>(shared: &Shared, what: &str, on_panic: R, f: impl FnOnce() -> R) -> R {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(payload) => {
+            shared.fault(format!("{what} panicked: {}", panic_text(&*payload)));
+            on_panic
+        }
+    }
+}
+
+fn gcd(a: i32, b: i32) -> i32 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+/// SQLite has one progress handler per connection, and aiolite's own (which
+/// stops a request whose caller went away) must stay. A user handler is
+/// chained behind it: SQLite calls the pair every `gcd(n, 1000)` instructions,
+/// the cancellation check runs each time, the user's handler every `n`.
+pub(crate) fn install_progress_handler(
+    conn: &rusqlite::Connection,
+    shared: &Arc<Shared>,
+    user: Option<(i32, ProgressFn)>,
+) -> rusqlite::Result<()> {
+    let probe = Arc::clone(shared);
+    match user {
+        None => conn.progress_handler(CANCEL_CHECK_OPS, Some(move || probe.should_interrupt())),
+        Some((n, mut f)) => {
+            let tick = gcd(n, CANCEL_CHECK_OPS);
+            let every = n / tick;
+            let mut count = 0;
+            conn.progress_handler(
+                tick,
+                Some(move || {
+                    if probe.should_interrupt() {
+                        return true;
+                    }
+                    count += 1;
+                    if count < every {
+                        return false;
+                    }
+                    count = 0;
+                    guarded(&probe, "the progress handler", true, &mut f)
+                }),
+            )
+        }
+    }
+}
+
+/// aiolite's commit hook turns the commit of a statement whose callback
+/// panicked into a rollback (so an autocommit write that went wrong is not
+/// kept), then asks the user's hook, if any.
+pub(crate) fn install_commit_hook(
+    conn: &rusqlite::Connection,
+    shared: &Arc<Shared>,
+    mut user: Option<CommitFn>,
+) -> rusqlite::Result<()> {
+    let probe = Arc::clone(shared);
+    conn.commit_hook(Some(move || {
+        if probe.fault_pending() {
+            return true;
+        }
+        match user.as_mut() {
+            Some(f) => guarded(&probe, "the commit hook", true, f),
+            None => false,
+        }
+    }))
+}
+
+type TraceFn = Box<dyn FnMut(&str)>;
+
+thread_local! {
+    /// The trace callback of the connection this worker thread owns.
+    /// rusqlite's `trace_v2` takes a plain `fn`, with no room for a closure:
+    /// each worker thread owns exactly one connection, so a thread-local slot
+    /// routes the events to that connection's callback and no other.
+    static TRACE: RefCell<Option<(Arc<Shared>, TraceFn)>> = const { RefCell::new(None) };
+}
+
+fn route_trace(event: TraceEvent<'_>) {
+    let TraceEvent::Stmt(stmt, sql) = event else {
+        return;
+    };
+    TRACE.with(|slot| {
+        // A callback that re-enters SQLite on this thread would find the slot
+        // borrowed; it is skipped rather than deadlocked.
+        let Ok(mut slot) = slot.try_borrow_mut() else {
+            return;
+        };
+        if let Some((shared, f)) = slot.as_mut() {
+            // Python's sqlite3 passes the SQL with its parameters expanded.
+            let text = stmt.expanded_sql();
+            let text = text.as_deref().unwrap_or(sql);
+            guarded(shared, "the trace callback", (), || f(text));
+        }
+    });
+}
+
+impl Connection {
+    /// Calls `f` every `n` SQLite virtual-machine instructions while a statement
+    /// runs; when it returns `true`, the statement is interrupted (Python's
+    /// `set_progress_handler`). `None` (or `n <= 0`) removes it. Chained with
+    /// aiolite's own handler, which stops requests whose caller went away.
+    ///
+    /// ```
+    /// # async fn demo(conn: aiolite_conn::Connection) -> aiolite_conn::Result<()> {
+    /// conn.set_progress_handler(100, Some(|| false)).await?;
+    /// conn.set_progress_handler(0, None::<fn() -> bool>).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Closed`](crate::Error::Closed).
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn set_progress_handler<F>(&self, n: i32, f: Option<F>) -> Result<()>
+    where
+        F: FnMut() -> bool + Send + 'static,
+    {
+        let user = match f {
+            Some(f) if n > 0 => Some((n, Box::new(f) as ProgressFn)),
+            _ => None,
+        };
+        self.channel()
+            .run(move |w| Ok(install_progress_handler(&w.conn, &w.shared, user)?))
+            .await
+    }
+
+    /// Calls `f` with the SQL text of every statement as it starts running,
+    /// parameters expanded (Python's `set_trace_callback`), including
+    /// statements run by triggers and by aiolite itself (`BEGIN`, `COMMIT`).
+    /// `None` removes it. The callback belongs to this connection only.
+    ///
+    /// # Errors
+    /// [`Error::Closed`](crate::Error::Closed).
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn set_trace_callback<F>(&self, f: Option<F>) -> Result<()>
+    where
+        F: FnMut(&str) + Send + 'static,
+    {
+        self.channel()
+            .run(move |w| {
+                let shared = Arc::clone(&w.shared);
+                let enabled = f.is_some();
+                TRACE.with(|slot| {
+                    *slot.borrow_mut() = f.map(|f| (shared, Box::new(f) as TraceFn));
+                });
+                if enabled {
+                    w.conn
+                        .trace_v2(TraceEventCodes::SQLITE_TRACE_STMT, Some(route_trace));
+                } else {
+                    w.conn.trace_v2(TraceEventCodes::empty(), None);
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    /// Asks `f` whether each action of a statement being prepared is allowed
+    /// (Python's `set_authorizer`). [`Authorization::Deny`] fails the statement
+    /// with `SQLITE_AUTH` ("not authorized"); `Ignore` reads a column as NULL or
+    /// skips the action. `None` removes the authorizer. Setting it re-prepares
+    /// cached statements, so it applies to every statement from now on.
+    ///
+    /// ```
+    /// # async fn demo(conn: aiolite_conn::Connection) -> aiolite_conn::Result<()> {
+    /// use aiolite_conn::hooks::{AuthAction, AuthContext, Authorization};
+    ///
+    /// conn.set_authorizer(Some(|ctx: AuthContext<'_>| match ctx.action {
+    ///     AuthAction::DropTable { .. } => Authorization::Deny,
+    ///     _ => Authorization::Allow,
+    /// }))
+    /// .await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Closed`](crate::Error::Closed).
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn set_authorizer<F>(&self, f: Option<F>) -> Result<()>
+    where
+        F: for<'r> FnMut(AuthContext<'r>) -> Authorization + Send + 'static,
+    {
+        self.channel()
+            .run(move |w| {
+                match f {
+                    Some(mut f) => {
+                        let shared = Arc::clone(&w.shared);
+                        w.conn.authorizer(Some(move |ctx: AuthContext<'_>| {
+                            guarded(&shared, "the authorizer", Authorization::Deny, || f(ctx))
+                        }))?;
+                    }
+                    None => w
+                        .conn
+                        .authorizer(None::<fn(AuthContext<'_>) -> Authorization>)?,
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    /// Calls `f(action, database, table, rowid)` for each row a statement
+    /// inserts, updates or deletes in a rowid table (`sqlite3_update_hook`).
+    /// `None` removes it. `f` must not use the connection.
+    ///
+    /// # Errors
+    /// [`Error::Closed`](crate::Error::Closed).
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn update_hook<F>(&self, f: Option<F>) -> Result<()>
+    where
+        F: FnMut(Action, &str, &str, i64) + Send + 'static,
+    {
+        self.channel()
+            .run(move |w| {
+                match f {
+                    Some(mut f) => {
+                        let shared = Arc::clone(&w.shared);
+                        w.conn.update_hook(Some(
+                            move |action: Action, db: &str, table: &str, rowid: i64| {
+                                guarded(&shared, "the update hook", (), || {
+                                    f(action, db, table, rowid);
+                                });
+                            },
+                        ))?;
+                    }
+                    None => w.conn.update_hook(None::<fn(Action, &str, &str, i64)>)?,
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    /// Calls `f` before each commit; when it returns `true` the commit becomes
+    /// a rollback and the statement fails with `SQLITE_CONSTRAINT_COMMITHOOK`
+    /// (`sqlite3_commit_hook`). `None` removes it.
+    ///
+    /// # Errors
+    /// [`Error::Closed`](crate::Error::Closed).
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn commit_hook<F>(&self, f: Option<F>) -> Result<()>
+    where
+        F: FnMut() -> bool + Send + 'static,
+    {
+        let user = f.map(|f| Box::new(f) as CommitFn);
+        self.channel()
+            .run(move |w| Ok(install_commit_hook(&w.conn, &w.shared, user)?))
+            .await
+    }
+
+    /// Calls `f` after each rollback (`sqlite3_rollback_hook`), including
+    /// the implicit rollback of a failed autocommit statement. `None` removes
+    /// it.
+    ///
+    /// # Errors
+    /// [`Error::Closed`](crate::Error::Closed).
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn rollback_hook<F>(&self, f: Option<F>) -> Result<()>
+    where
+        F: FnMut() + Send + 'static,
+    {
+        self.channel()
+            .run(move |w| {
+                match f {
+                    Some(mut f) => {
+                        let shared = Arc::clone(&w.shared);
+                        w.conn.rollback_hook(Some(move || {
+                            guarded(&shared, "the rollback hook", (), &mut f);
+                        }))?;
+                    }
+                    None => w.conn.rollback_hook(None::<fn()>)?,
+                }
+                Ok(())
+            })
+            .await
+    }
+}
+
+/// On a pool, the progress handler, trace callback and authorizer apply to
+/// every connection (a statement may run on any of them); the update, commit
+/// and rollback hooks to the writer, the only connection that writes.
+impl Database {
+    /// [`Connection::set_progress_handler`] on every connection of the pool.
+    ///
+    /// # Errors
+    /// [`Error::Closed`](crate::Error::Closed).
+    ///
+    /// # Cancel safety
+    /// Dropping the future may leave the handler on some connections only.
+    pub async fn set_progress_handler<F>(&self, n: i32, f: Option<F>) -> Result<()>
+    where
+        F: Fn() -> bool + Send + Sync + 'static,
+    {
+        let f = f.map(Arc::new);
+        for conn in self.connections() {
+            let each = f.clone().map(|f| move || f());
+            conn.set_progress_handler(n, each).await?;
+        }
+        Ok(())
+    }
+
+    /// [`Connection::set_trace_callback`] on every connection of the pool.
+    ///
+    /// # Errors
+    /// [`Error::Closed`](crate::Error::Closed).
+    ///
+    /// # Cancel safety
+    /// As [`set_progress_handler`](Database::set_progress_handler).
+    pub async fn set_trace_callback<F>(&self, f: Option<F>) -> Result<()>
+    where
+        F: Fn(&str) + Send + Sync + 'static,
+    {
+        let f = f.map(Arc::new);
+        for conn in self.connections() {
+            let each = f.clone().map(|f| move |sql: &str| f(sql));
+            conn.set_trace_callback(each).await?;
+        }
+        Ok(())
+    }
+
+    /// [`Connection::set_authorizer`] on every connection of the pool.
+    ///
+    /// # Errors
+    /// [`Error::Closed`](crate::Error::Closed).
+    ///
+    /// # Cancel safety
+    /// As [`set_progress_handler`](Database::set_progress_handler).
+    pub async fn set_authorizer<F>(&self, f: Option<F>) -> Result<()>
+    where
+        F: for<'r> Fn(AuthContext<'r>) -> Authorization + Send + Sync + 'static,
+    {
+        let f = f.map(Arc::new);
+        for conn in self.connections() {
+            let each = f.clone().map(|f| move |ctx: AuthContext<'_>| f(ctx));
+            conn.set_authorizer(each).await?;
+        }
+        Ok(())
+    }
+
+    /// [`Connection::update_hook`] on the writer.
+    ///
+    /// # Errors
+    /// [`Error::Closed`](crate::Error::Closed).
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn update_hook<F>(&self, f: Option<F>) -> Result<()>
+    where
+        F: FnMut(Action, &str, &str, i64) + Send + 'static,
+    {
+        self.on_writer().update_hook(f).await
+    }
+
+    /// [`Connection::commit_hook`] on the writer.
+    ///
+    /// # Errors
+    /// [`Error::Closed`](crate::Error::Closed).
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn commit_hook<F>(&self, f: Option<F>) -> Result<()>
+    where
+        F: FnMut() -> bool + Send + 'static,
+    {
+        self.on_writer().commit_hook(f).await
+    }
+
+    /// [`Connection::rollback_hook`] on the writer.
+    ///
+    /// # Errors
+    /// [`Error::Closed`](crate::Error::Closed).
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn rollback_hook<F>(&self, f: Option<F>) -> Result<()>
+    where
+        F: FnMut() + Send + 'static,
+    {
+        self.on_writer().rollback_hook(f).await
+    }
+}
