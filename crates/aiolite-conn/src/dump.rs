@@ -132,6 +132,8 @@ impl State {
                     [t, s, ..] => (t.as_str(), s.as_str()),
                     _ => continue,
                 };
+                // As below, a `'` in the name is doubled where Python breaks.
+                let table = table.replace('\'', "''");
                 self.sequence.push(format!(
                     r#"INSERT INTO "sqlite_sequence" VALUES('{table}',{seq});"#
                 ));
@@ -168,7 +170,11 @@ impl State {
             .map(|c| format!(r#"'||quote("{}")||'"#, ident(c)))
             .collect::<Vec<_>>()
             .join(",");
-        let query = format!(r#"SELECT 'INSERT INTO "{table}" VALUES({values})' FROM "{table}";"#);
+        // Python puts the name into the string literal as is, and fails on a
+        // name with a `'`; doubling it gives the same text for every other
+        // name and a working dump for those.
+        let literal = table.replace('\'', "''");
+        let query = format!(r#"SELECT 'INSERT INTO "{literal}" VALUES({values})' FROM "{table}";"#);
         let decoder = |row: &rusqlite::Row<'_>| -> Result<String> {
             let text: String = row.get(0)?;
             Ok(format!("{text};"))

@@ -3,7 +3,7 @@
 //!
 //! Every user callback runs on the connection's worker thread, inside
 //! `catch_unwind`: a panic stops the statement that triggered it and becomes
-//! that request's [`Error::Panic`], and the connection keeps working.
+//! that request's [`Error::Panic`](crate::Error::Panic), and the connection keeps working.
 
 use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
