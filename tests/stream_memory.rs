@@ -2,17 +2,11 @@
 //! other queries while it is open. Alone in its binary so no other test's
 //! allocations move the RSS it measures.
 
-use aiolite::Connection;
-use futures_util::StreamExt;
+mod common;
 
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("procfs");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
+use aiolite::Connection;
+use common::rss_kib;
+use futures_util::StreamExt;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn million_row_stream_has_flat_memory() {

@@ -30,3 +30,13 @@ pub(crate) async fn scalar_in(tx: &aiolite::Transaction, sql: &str) -> i64 {
         .get(0)
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
+
+/// This process's resident set size, from /proc/self/status.
+pub(crate) fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("procfs");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}

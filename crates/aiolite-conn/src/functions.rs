@@ -154,7 +154,9 @@ impl Connection {
     /// is the argument count, `-1` for any; `flags` may carry
     /// `SQLITE_DETERMINISTIC` (required to use it in an index or a generated
     /// column), `SQLITE_INNOCUOUS` and `SQLITE_DIRECTONLY` (UTF-8 is added when
-    /// no encoding is given). A function of the same name and arity is
+    /// no encoding is given). aiolite opens connections with
+    /// `trusted_schema` off, so a function called from the schema (an index,
+    /// a view, a trigger, a CHECK) must also be `SQLITE_INNOCUOUS`. A function of the same name and arity is
     /// replaced. `f` returns any `ToSql` value, or an error that fails the
     /// statement.
     ///
@@ -250,24 +252,10 @@ impl Connection {
         T: SqlFnOutput,
         D: Aggregate<A, T> + Send + 'static,
     {
-        check_arity(n_args)?;
-        let name = name.to_owned();
-        self.channel()
-            .run(move |w| {
-                let guarded = Guarded {
-                    inner: aggregate,
-                    name: name.clone(),
-                    shared: Arc::clone(&w.shared),
-                };
-                w.conn.create_aggregate_function(
-                    name.as_str(),
-                    n_args,
-                    with_encoding(flags),
-                    guarded,
-                )?;
-                Ok(())
-            })
-            .await
+        self.register_guarded(name, n_args, aggregate, move |conn, name, guarded| {
+            conn.create_aggregate_function(name, n_args, with_encoding(flags), guarded)
+        })
+        .await
     }
 
     /// Registers an aggregate that also works as a window function
@@ -292,21 +280,34 @@ impl Connection {
         T: SqlFnOutput,
         W: WindowAggregate<A, T> + Send + 'static,
     {
+        self.register_guarded(name, n_args, window, move |conn, name, guarded| {
+            conn.create_window_function(name, n_args, with_encoding(flags), guarded)
+        })
+        .await
+    }
+
+    /// Registers `inner` wrapped so its every callback is guarded.
+    async fn register_guarded<D, R>(
+        &self,
+        name: &str,
+        n_args: i32,
+        inner: D,
+        register: R,
+    ) -> Result<()>
+    where
+        D: Send + 'static,
+        R: FnOnce(&rusqlite::Connection, &str, Guarded<D>) -> rusqlite::Result<()> + Send + 'static,
+    {
         check_arity(n_args)?;
         let name = name.to_owned();
         self.channel()
             .run(move |w| {
                 let guarded = Guarded {
-                    inner: window,
+                    inner,
                     name: name.clone(),
                     shared: Arc::clone(&w.shared),
                 };
-                w.conn.create_window_function(
-                    name.as_str(),
-                    n_args,
-                    with_encoding(flags),
-                    guarded,
-                )?;
+                register(&w.conn, &name, guarded)?;
                 Ok(())
             })
             .await
