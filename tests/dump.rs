@@ -12,6 +12,17 @@ async fn dump_text(conn: &Connection) -> String {
     lines.join("\n") + "\n"
 }
 
+/// Runs `script` on a fresh database and checks it dumps back to `script`.
+async fn restore(script: &str) -> Connection {
+    let restored = Connection::open_in_memory().await.expect("open");
+    restored
+        .execute_script(script.to_owned())
+        .await
+        .expect("restore");
+    assert_eq!(dump_text(&restored).await, script);
+    restored
+}
+
 #[tokio::test]
 async fn matches_python_iterdump_line_for_line() {
     let conn = Connection::open_in_memory().await.expect("open");
@@ -31,12 +42,7 @@ async fn a_dump_restores_the_same_database() {
     conn.execute_script(EVERY_KIND).await.expect("build");
     let script = dump_text(&conn).await;
 
-    let restored = Connection::open_in_memory().await.expect("open");
-    restored
-        .execute_script(script.clone())
-        .await
-        .expect("restore");
-    assert_eq!(dump_text(&restored).await, script);
+    let restored = restore(&script).await;
     // The AUTOINCREMENT counters came back too: the next id continues.
     let id = restored
         .execute_insert("INSERT INTO events(kind) VALUES ('next')", ())
@@ -65,12 +71,7 @@ async fn names_python_cannot_dump() {
         script.contains(r#"INSERT INTO "sqlite_sequence" VALUES('it''s',2);"#),
         "{script}"
     );
-    let restored = Connection::open_in_memory().await.expect("open");
-    restored
-        .execute_script(script.clone())
-        .await
-        .expect("restore");
-    assert_eq!(dump_text(&restored).await, script);
+    restore(&script).await;
 }
 
 #[tokio::test]

@@ -442,19 +442,15 @@ impl Worker {
                     } else if self.rollback_stray && !self.conn.is_autocommit() {
                         // The pool's writer is shared: a transaction nobody
                         // leased must not swallow the next task's writes.
-                        let shared = Arc::clone(&self.shared);
-                        let _handle = shared.handle.acquire();
-                        self.rollback_if_open(
-                            "a request left a transaction open on the pool's writer",
-                        );
+                        self.holding_handle(|w| {
+                            w.rollback_if_open(
+                                "a request left a transaction open on the pool's writer",
+                            );
+                        });
                     }
                 }
                 Message::Close(reply) => break Some(reply),
-                Message::Wake => {
-                    let shared = Arc::clone(&self.shared);
-                    let _handle = shared.handle.acquire();
-                    self.do_deferred();
-                }
+                Message::Wake => self.holding_handle(Worker::do_deferred),
             }
         };
         self.shared.closed.store(true, Ordering::Release);
@@ -493,33 +489,37 @@ impl Worker {
                         return;
                     }
                 }
-                Some(Message::Wake) => {
-                    let shared = Arc::clone(&self.shared);
-                    let _handle = shared.handle.acquire();
-                    self.do_deferred();
-                }
+                Some(Message::Wake) => self.holding_handle(Worker::do_deferred),
                 Some(Message::Close(reply)) => {
                     let _ = reply.send(Err(Error::Cancelled(
                         "close is not available inside a transaction",
                     )));
                 }
                 None => {
-                    let shared = Arc::clone(&self.shared);
-                    let _handle = shared.handle.acquire();
-                    self.rollback_if_open("the transaction guard was dropped");
+                    self.holding_handle(|w| {
+                        w.rollback_if_open("the transaction guard was dropped");
+                    });
                     return;
                 }
             }
         }
     }
 
-    fn run(&mut self, id: u64, span: Span, job: Job) {
+    /// Runs `f` holding this connection's handle lock, which keeps a backup
+    /// reading from this connection out while the worker uses the handle.
+    fn holding_handle<R>(&mut self, f: impl FnOnce(&mut Worker) -> R) -> R {
         let shared = Arc::clone(&self.shared);
         let _handle = shared.handle.acquire();
-        self.do_deferred();
-        let _entered = span.enter();
-        self.shared.running.store(id, Ordering::Relaxed);
-        job(self);
+        f(self)
+    }
+
+    fn run(&mut self, id: u64, span: Span, job: Job) {
+        self.holding_handle(|w| {
+            w.do_deferred();
+            let _entered = span.enter();
+            w.shared.running.store(id, Ordering::Relaxed);
+            job(w);
+        });
         if self.shared.cancel_pending.swap(false, Ordering::AcqRel) {
             // Every id listed is finished or will be skipped (its caller is
             // gone, which the request checks before it starts).
