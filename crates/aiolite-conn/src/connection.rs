@@ -36,7 +36,18 @@ impl Channel {
         F: FnOnce(&mut Worker) -> Result<R> + Send + 'static,
         R: Send + 'static,
     {
-        self.run_or_undo(f, |_, _| {}).await
+        self.send(f, |_, _| {}, false).await
+    }
+
+    /// Like [`run`](Self::run) for a request that runs one query; `read`
+    /// (from [`worker::looks_like_read`]) lets the worker answer it inside a
+    /// read batch (see `Worker::run_read_batch`).
+    pub(crate) async fn run_query<R, F>(&self, read: bool, f: F) -> Result<R>
+    where
+        F: FnOnce(&mut Worker) -> Result<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        self.send(f, |_, _| {}, read).await
     }
 
     /// Like [`run`](Self::run); when the caller is gone by the time the result is
@@ -46,6 +57,15 @@ impl Channel {
     /// panicked or found its caller gone, the transaction is rolled back: a
     /// `BEGIN` nobody saw succeed must not stay open.
     pub(crate) async fn run_or_undo<R, F, U>(&self, f: F, undo: U) -> Result<R>
+    where
+        F: FnOnce(&mut Worker) -> Result<R> + Send + 'static,
+        U: FnOnce(&mut Worker, R) + Send + 'static,
+        R: Send + 'static,
+    {
+        self.send(f, undo, false).await
+    }
+
+    async fn send<R, F, U>(&self, f: F, undo: U, read: bool) -> Result<R>
     where
         F: FnOnce(&mut Worker) -> Result<R> + Send + 'static,
         U: FnOnce(&mut Worker, R) + Send + 'static,
@@ -91,27 +111,39 @@ impl Channel {
             }
         });
         let id = self.shared.next_id();
+        let (in_flight, in_flight_now) = worker::InFlight::start();
         let msg = Message::Run {
             id,
             span: Span::current(),
             job,
+            read,
+            in_flight,
         };
         // try_send first: no future to drive in the common case, and it does
         // not spend tokio's cooperative budget, which would otherwise leave a
         // request unqueued (and overtaken by a later close) after ~128 sends
         // from one task.
-        match self.sender.try_send(msg) {
-            Ok(()) => {}
+        let alone = match self.sender.try_send(msg) {
+            // Nothing else queued, nothing else in flight anywhere, and no
+            // other task for this runtime thread: the answer is microseconds
+            // away and nobody needs the thread meanwhile.
+            Ok(()) => {
+                in_flight_now == 1
+                    && self.sender.max_capacity() - self.sender.capacity() <= 1
+                    && worker::runtime_has_room()
+            }
             Err(mpsc::error::TrySendError::Full(msg)) => {
                 self.sender.send(msg).await.map_err(|_| Error::Closed)?;
+                false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => return Err(Error::Closed),
-        }
+        };
         Reply {
             rx,
             id,
             shared: &self.shared,
             done: false,
+            spin: alone,
         }
         .await
     }
@@ -123,12 +155,24 @@ struct Reply<'a, R> {
     id: u64,
     shared: &'a Shared,
     done: bool,
+    /// Whether the first poll may wait for the answer on the spot.
+    spin: bool,
 }
 
 impl<R> Future for Reply<'_, R> {
     type Output = Result<R>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<R>> {
+        if std::mem::take(&mut self.spin) {
+            if let Some(r) = worker::spin_for(|| match self.rx.try_recv() {
+                Ok(r) => Some(r),
+                Err(oneshot::error::TryRecvError::Empty) => None,
+                Err(oneshot::error::TryRecvError::Closed) => Some(Err(Error::Closed)),
+            }) {
+                self.done = true;
+                return Poll::Ready(r);
+            }
+        }
         let r = std::task::ready!(Pin::new(&mut self.rx).poll(cx));
         self.done = true;
         // The worker dropped the request without answering: it shut down.

@@ -108,7 +108,9 @@ macro_rules! impl_query_methods {
             ) -> $crate::Result<Vec<$crate::Row>> {
                 let sql = sql.into();
                 self.channel()
-                    .run(move |w| w.fetch_all(&sql, &params))
+                    .run_query($crate::worker::looks_like_read(&sql), move |w| {
+                        w.fetch_all(&sql, &params)
+                    })
                     .await
             }
 
@@ -127,7 +129,7 @@ macro_rules! impl_query_methods {
             ) -> $crate::Result<$crate::Row> {
                 let sql = sql.into();
                 self.channel()
-                    .run(move |w| {
+                    .run_query($crate::worker::looks_like_read(&sql), move |w| {
                         w.fetch_optional(&sql, &params)?
                             .ok_or_else(|| $crate::Error::NoRows {
                                 sql: Some(sql.to_string()),
@@ -150,7 +152,9 @@ macro_rules! impl_query_methods {
             ) -> $crate::Result<Option<$crate::Row>> {
                 let sql = sql.into();
                 self.channel()
-                    .run(move |w| w.fetch_optional(&sql, &params))
+                    .run_query($crate::worker::looks_like_read(&sql), move |w| {
+                        w.fetch_optional(&sql, &params)
+                    })
                     .await
             }
 
@@ -178,7 +182,9 @@ macro_rules! impl_query_methods {
             {
                 let sql = sql.into();
                 self.channel()
-                    .run(move |w| w.query_map(&sql, &params, f))
+                    .run_query($crate::worker::looks_like_read(&sql), move |w| {
+                        w.query_map(&sql, &params, f)
+                    })
                     .await
             }
 
@@ -202,7 +208,9 @@ macro_rules! impl_query_methods {
             {
                 let sql = sql.into();
                 self.channel()
-                    .run(move |w| w.decode_rows(&sql, &params, &mut decoder, usize::MAX))
+                    .run_query($crate::worker::looks_like_read(&sql), move |w| {
+                        w.decode_rows(&sql, &params, &mut decoder, usize::MAX)
+                    })
                     .await
             }
 
@@ -225,7 +233,9 @@ macro_rules! impl_query_methods {
             {
                 let sql = sql.into();
                 self.channel()
-                    .run(move |w| Ok(w.decode_rows(&sql, &params, &mut decoder, 1)?.pop()))
+                    .run_query($crate::worker::looks_like_read(&sql), move |w| {
+                        Ok(w.decode_rows(&sql, &params, &mut decoder, 1)?.pop())
+                    })
                     .await
             }
 
@@ -249,7 +259,7 @@ macro_rules! impl_query_methods {
             {
                 let sql = sql.into();
                 self.channel()
-                    .run(move |w| {
+                    .run_query($crate::worker::looks_like_read(&sql), move |w| {
                         w.decode_rows(&sql, &params, &mut decoder, 1)?
                             .pop()
                             .ok_or_else(|| $crate::Error::NoRows {

@@ -7,7 +7,7 @@
 //! handler, which compares ids) if it is running, and an interrupt meant for one
 //! request can never stop the next.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
@@ -34,6 +34,11 @@ pub(crate) enum Message {
         id: u64,
         span: Span,
         job: Job,
+        /// The request runs one query that looks like a read: it may share a
+        /// read transaction with the reads queued beside it.
+        read: bool,
+        /// Counts the request as in flight until the message is gone.
+        in_flight: InFlight,
     },
     Close(oneshot::Sender<Result<()>>),
     /// Nothing to do; lets an idle worker notice dropped cursors.
@@ -268,6 +273,8 @@ pub(crate) struct Worker {
     /// every run. Checked against the statement before use: a schema change
     /// that renames or retypes a column is seen.
     columns: RefCell<HashMap<String, Columns>>,
+    /// A read batch's transaction is open (see [`Worker::run_read_batch`]).
+    read_batch: Cell<bool>,
 }
 
 /// Spawns the worker thread, which opens and configures the connection.
@@ -426,17 +433,29 @@ impl Worker {
             end_lease: false,
             rollback_stray: opts.role == Role::Writer,
             columns: RefCell::new(HashMap::new()),
+            read_batch: Cell::new(false),
         })
     }
 
     fn serve(mut self, mut rx: mpsc::Receiver<Message>) {
+        let mut next = None;
         let close_reply = loop {
-            let Some(msg) = next_message(&mut rx) else {
+            let Some(msg) = next.take().or_else(|| next_message(&mut rx)) else {
                 break None;
             };
             match msg {
-                Message::Run { id, span, job } => {
-                    self.run(id, span, job);
+                Message::Run {
+                    id,
+                    span,
+                    job,
+                    read,
+                    in_flight: _in_flight,
+                } => {
+                    if read && !rx.is_empty() && self.may_batch_reads() {
+                        next = self.run_read_batch(id, span, job, &mut rx);
+                    } else {
+                        self.run(id, span, job);
+                    }
                     if let Some(lease) = self.lease.take() {
                         self.serve_lease(lease);
                     } else if self.rollback_stray && !self.conn.is_autocommit() {
@@ -482,7 +501,7 @@ impl Worker {
         self.end_lease = false;
         loop {
             match next_message(&mut rx) {
-                Some(Message::Run { id, span, job }) => {
+                Some(Message::Run { id, span, job, .. }) => {
                     self.run(id, span, job);
                     if self.end_lease {
                         self.end_lease = false;
@@ -524,6 +543,75 @@ impl Worker {
             // Every id listed is finished or will be skipped (its caller is
             // gone, which the request checks before it starts).
             lock(&self.shared.cancelled).clear();
+        }
+    }
+
+    /// Whether a read batch may open a transaction now: none is open, and
+    /// no parked cursor or open blob could be hurt by the batch's COMMIT (or
+    /// the ROLLBACK that follows a failed one).
+    fn may_batch_reads(&self) -> bool {
+        self.conn.is_autocommit() && self.cursors.is_empty() && self.blobs.is_empty()
+    }
+
+    /// Runs `job` and then the reads queued behind it inside one read
+    /// transaction: one lock of the WAL snapshot, one check of the file, and a
+    /// warm page cache for all of them, instead of one each.
+    ///
+    /// Each answer is still one a lone request could have got: every request
+    /// in the batch was queued before the batch's snapshot was taken (the
+    /// batch takes at most the requests queued when it begins, and the
+    /// snapshot is taken by its first read), and is answered after, so the
+    /// snapshot's moment lies within each one's wait. A request that turns
+    /// out to write ends the batch before its statement runs (see
+    /// [`Worker::prepare`]). Returns the first message that is not a read,
+    /// for the caller to serve next.
+    fn run_read_batch(
+        &mut self,
+        id: u64,
+        span: Span,
+        job: Job,
+        rx: &mut mpsc::Receiver<Message>,
+    ) -> Option<Message> {
+        let queued = rx.len().min(MAX_READ_BATCH);
+        let began = self.holding_handle(|w| w.conn.execute_batch("BEGIN DEFERRED").is_ok());
+        if !began {
+            // An authorizer that refuses transactions, say: no batch.
+            self.run(id, span, job);
+            return None;
+        }
+        self.read_batch.set(true);
+        self.run(id, span, job);
+        let mut next = None;
+        for _ in 0..queued {
+            if !self.read_batch.get() || self.lease.is_some() {
+                break;
+            }
+            match rx.try_recv() {
+                Ok(Message::Run {
+                    id,
+                    span,
+                    job,
+                    read: true,
+                    in_flight: _in_flight,
+                }) => self.run(id, span, job),
+                Ok(other) => {
+                    next = Some(other);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        self.holding_handle(|w| w.end_read_batch());
+        next
+    }
+
+    /// Ends a read batch: COMMIT of what only read, or ROLLBACK if that fails.
+    fn end_read_batch(&self) {
+        if self.read_batch.replace(false) && !self.conn.is_autocommit() {
+            if let Err(e) = self.conn.execute_batch("COMMIT") {
+                tracing::debug!(error = %e, "ending a read batch");
+                self.rollback_if_open("a read batch could not commit");
+            }
         }
     }
 
@@ -589,9 +677,15 @@ impl Worker {
 
     fn prepare(&self, sql: &str) -> Result<CachedStatement<'_>> {
         check_sql(sql)?;
-        self.conn
+        let stmt = self
+            .conn
             .prepare_cached(sql)
-            .map_err(|e| Error::with_sql(e, sql))
+            .map_err(|e| Error::with_sql(e, sql))?;
+        if self.read_batch.get() && !stmt.readonly() {
+            // It writes: it must run in autocommit as it would alone.
+            self.end_read_batch();
+        }
+        Ok(stmt)
     }
 
     /// Python's legacy transaction control: BEGIN before DML outside a transaction.
@@ -888,6 +982,77 @@ const SPIN: Duration = Duration::from_micros(50);
 /// the other idle workers park at once.
 static SPINNING: AtomicUsize = AtomicUsize::new(0);
 
+/// How long a caller whose request went to an empty queue polls for the
+/// answer before it parks its task. A point query takes a few microseconds on
+/// the worker; parking instead costs a futex wake-up of a runtime thread
+/// (tens of microseconds) on every request.
+const CALLER_SPIN: Duration = Duration::from_micros(25);
+
+/// Requests sent to any worker and not yet finished, process-wide: spinning
+/// pays only while the program waits on nothing but one request. When other
+/// requests are in flight, the core a spinner would burn is the one their
+/// workers and callers need.
+static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+
+/// One request in flight; counted from [`InFlight::start`] until dropped
+/// (when its message has been served, skipped or discarded).
+#[derive(Debug)]
+pub(crate) struct InFlight(());
+
+impl InFlight {
+    /// Counts a new request; also returns how many are in flight with it.
+    pub(crate) fn start() -> (InFlight, usize) {
+        let n = IN_FLIGHT.fetch_add(1, Ordering::AcqRel) + 1;
+        (InFlight(()), n)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        IN_FLIGHT.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Whether a caller may spin on the runtime thread it is polled on: when
+/// the runtime has fewer tasks than threads, no task waits for this one's
+/// thread (a current-thread runtime spins only under `block_on`).
+pub(crate) fn runtime_has_room() -> bool {
+    tokio::runtime::Handle::try_current().map_or(true, |h| {
+        let m = h.metrics();
+        m.num_alive_tasks() < m.num_workers()
+    })
+}
+
+/// Callers spinning right now, process-wide: one at a time, so a runtime
+/// thread that spins never stands in for more than one core's worth of
+/// waiting, and a busy program (many requests in flight, deep queues) does
+/// not spin at all.
+static CALLERS_SPINNING: AtomicUsize = AtomicUsize::new(0);
+
+/// Polls `ready` for up to [`CALLER_SPIN`], when no other caller spins.
+pub(crate) fn spin_for<T>(mut ready: impl FnMut() -> Option<T>) -> Option<T> {
+    if CALLERS_SPINNING
+        .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Relaxed)
+        .is_err()
+    {
+        return None;
+    }
+    let deadline = Instant::now() + CALLER_SPIN;
+    let found = loop {
+        if let Some(v) = ready() {
+            break Some(v);
+        }
+        if Instant::now() >= deadline {
+            break None;
+        }
+        for _ in 0..16 {
+            std::hint::spin_loop();
+        }
+    };
+    CALLERS_SPINNING.store(0, Ordering::Release);
+    found
+}
+
 fn spin_slots() -> usize {
     static SLOTS: OnceLock<usize> = OnceLock::new();
     *SLOTS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)))
@@ -903,24 +1068,32 @@ fn next_message(rx: &mut mpsc::Receiver<Message>) -> Option<Message> {
         Err(TryRecvError::Disconnected) => return None,
         Err(TryRecvError::Empty) => {}
     }
-    if SPINNING.fetch_add(1, Ordering::AcqRel) < spin_slots() {
-        let deadline = Instant::now() + SPIN;
-        while Instant::now() < deadline {
-            for _ in 0..32 {
-                std::hint::spin_loop();
-            }
-            match rx.try_recv() {
-                Ok(m) => {
-                    SPINNING.fetch_sub(1, Ordering::AcqRel);
-                    return Some(m);
-                }
-                Err(TryRecvError::Disconnected) => break,
-                Err(TryRecvError::Empty) => {}
-            }
+    if IN_FLIGHT.load(Ordering::Acquire) == 0 {
+        let spinning = SPINNING.fetch_add(1, Ordering::AcqRel) < spin_slots();
+        let found = if spinning { spin_on(rx) } else { None };
+        SPINNING.fetch_sub(1, Ordering::AcqRel);
+        if found.is_some() {
+            return found;
         }
     }
-    SPINNING.fetch_sub(1, Ordering::AcqRel);
     rx.blocking_recv()
+}
+
+/// Polls the queue for up to [`SPIN`]; `None` if nothing came (or every
+/// sender is gone, which the blocking receive that follows reports).
+fn spin_on(rx: &mut mpsc::Receiver<Message>) -> Option<Message> {
+    let deadline = Instant::now() + SPIN;
+    while Instant::now() < deadline {
+        for _ in 0..32 {
+            std::hint::spin_loop();
+        }
+        match rx.try_recv() {
+            Ok(m) => return Some(m),
+            Err(mpsc::error::TryRecvError::Disconnected) => return None,
+            Err(mpsc::error::TryRecvError::Empty) => {}
+        }
+    }
+    None
 }
 
 /// Runs the open-time configuration: safe defaults, then the pragmas.
@@ -1033,8 +1206,21 @@ pub(crate) fn check_sql(sql: &str) -> Result<()> {
     }
 }
 
-/// The statement's first keyword, upper-cased, after white space and comments.
-pub(crate) fn first_keyword(sql: &str) -> String {
+/// The most requests one read batch answers: the snapshot they share stays
+/// young, and a checkpoint waits on it for at most this many point reads.
+const MAX_READ_BATCH: usize = 64;
+
+/// Whether a request's SQL starts like a query that only reads (the worker
+/// still asks SQLite, see [`Worker::prepare`]).
+pub(crate) fn looks_like_read(sql: &str) -> bool {
+    let word = first_word(sql);
+    ["SELECT", "VALUES", "WITH"]
+        .iter()
+        .any(|k| word.eq_ignore_ascii_case(k))
+}
+
+/// The statement's first word, after white space and comments.
+fn first_word(sql: &str) -> &str {
     let mut s = sql;
     loop {
         s = s.trim_start();
@@ -1046,10 +1232,15 @@ pub(crate) fn first_keyword(sql: &str) -> String {
             break;
         }
     }
-    s.chars()
-        .take_while(|c| c.is_ascii_alphabetic())
-        .map(|c| c.to_ascii_uppercase())
-        .collect()
+    let end = s
+        .find(|c: char| !c.is_ascii_alphabetic())
+        .unwrap_or(s.len());
+    &s[..end]
+}
+
+/// The statement's first keyword, upper-cased, after white space and comments.
+pub(crate) fn first_keyword(sql: &str) -> String {
+    first_word(sql).to_ascii_uppercase()
 }
 
 /// Whether the statement starts with INSERT, UPDATE, DELETE or REPLACE, the
