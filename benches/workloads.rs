@@ -135,7 +135,7 @@ fn peak_rss_kb() -> u64 {
 }
 
 fn synchronous_for(workload: &str) -> Synchronous {
-    if workload == "W6" {
+    if workload.starts_with("W6") {
         Synchronous::Full
     } else {
         Synchronous::Normal
@@ -173,6 +173,7 @@ fn options(path: &Path, workload: &str) -> ConnectOptions {
 async fn pool(path: &Path, workload: &str) -> Database {
     Database::builder(path)
         .readers(READERS)
+        .group_commit(workload == "W6group")
         .options(options(path, workload))
         .open()
         .await
@@ -336,7 +337,8 @@ fn run_rusqlite(workload: &str, db: &Path, scale: &Scale) -> Outcome {
             drop(rows);
             scan_outcome(n, sum, scale, started)
         }
-        "W6" => {
+        // W6group: the same baseline; aiolite turns group commit on.
+        "W6" | "W6group" => {
             fresh(db);
             let mut c = sync_conn(db, workload);
             c.execute_batch(SCHEMA).expect("schema");
@@ -533,7 +535,7 @@ async fn run_aiolite(workload: &str, db: &Path, scale: &Scale) -> Outcome {
                 ..Outcome::default()
             }
         }
-        "W6" => {
+        "W6" | "W6group" => {
             fresh(db);
             let db = pool(db, workload).await;
             db.execute_script(SCHEMA).await.expect("schema");
@@ -607,7 +609,7 @@ async fn run_aiolite(workload: &str, db: &Path, scale: &Scale) -> Outcome {
 fn unit(workload: &str) -> &'static str {
     match workload {
         "W4" | "W5" | "W5derive" => "rows_per_s",
-        "W6" => "tx_per_s",
+        "W6" | "W6group" => "tx_per_s",
         _ => "ops_per_s",
     }
 }
@@ -678,7 +680,9 @@ fn main() {
 
     let mut summary = Vec::new();
     let mut decode_overhead = None;
-    for workload in ["W1", "W2", "W3", "W4", "W5", "W5derive", "W6", "W7"] {
+    for workload in [
+        "W1", "W2", "W3", "W4", "W5", "W5derive", "W6", "W6group", "W7",
+    ] {
         if !wanted(workload) {
             continue;
         }

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::migrate::{MigrationReport, Migrations};
 use crate::options::{ConnectOptions, TransactionBehavior};
 use crate::transaction::Transaction;
-use crate::worker::{self, Job, Message, Shared, Worker, WorkerThread};
+use crate::worker::{self, Job, Kind, Message, Shared, Worker, WorkerThread};
 
 /// The sending side of a worker's queue (the main one, or a transaction's lease).
 #[derive(Clone)]
@@ -36,7 +36,7 @@ impl Channel {
         F: FnOnce(&mut Worker) -> Result<R> + Send + 'static,
         R: Send + 'static,
     {
-        self.send(f, |_, _| {}, false).await
+        self.send(f, |_, _| {}, Kind::Plain).await
     }
 
     /// Like [`run`](Self::run) for a request that runs one query; `read`
@@ -47,7 +47,8 @@ impl Channel {
         F: FnOnce(&mut Worker) -> Result<R> + Send + 'static,
         R: Send + 'static,
     {
-        self.send(f, |_, _| {}, read).await
+        let kind = if read { Kind::Read } else { Kind::Plain };
+        self.send(f, |_, _| {}, kind).await
     }
 
     /// Like [`run`](Self::run); when the caller is gone by the time the result is
@@ -62,10 +63,10 @@ impl Channel {
         U: FnOnce(&mut Worker, R) + Send + 'static,
         R: Send + 'static,
     {
-        self.send(f, undo, false).await
+        self.send(f, undo, Kind::Plain).await
     }
 
-    async fn send<R, F, U>(&self, f: F, undo: U, read: bool) -> Result<R>
+    async fn send<R, F, U>(&self, f: F, undo: U, kind: Kind) -> Result<R>
     where
         F: FnOnce(&mut Worker) -> Result<R> + Send + 'static,
         U: FnOnce(&mut Worker, R) + Send + 'static,
@@ -116,7 +117,7 @@ impl Channel {
             id,
             span: Span::current(),
             job,
-            read,
+            kind,
             in_flight,
         };
         // try_send first: no future to drive in the common case, and it does
@@ -124,13 +125,14 @@ impl Channel {
         // request unqueued (and overtaken by a later close) after ~128 sends
         // from one task.
         let alone = match self.sender.try_send(msg) {
-            // Nothing else queued, nothing else in flight anywhere, and no
-            // other task for this runtime thread: the answer is microseconds
-            // away and nobody needs the thread meanwhile.
+            // Nothing else queued: the answer is microseconds away. Worth
+            // waiting for on the spot when nothing else is in flight anywhere
+            // and no other task needs this runtime thread; or inside a
+            // transaction, where every other user of the worker waits for
+            // this one to finish.
             Ok(()) => {
-                in_flight_now == 1
-                    && self.sender.max_capacity() - self.sender.capacity() <= 1
-                    && worker::runtime_has_room()
+                self.sender.max_capacity() - self.sender.capacity() <= 1
+                    && (self.is_lease || (in_flight_now == 1 && worker::runtime_has_room()))
             }
             Err(mpsc::error::TrySendError::Full(msg)) => {
                 self.sender.send(msg).await.map_err(|_| Error::Closed)?;
@@ -407,11 +409,19 @@ impl Connection {
     pub async fn begin_with(&self, behavior: TransactionBehavior) -> Result<Transaction> {
         let (lease_tx, lease_rx) = mpsc::channel(self.inner.queue_bound);
         self.channel()
-            .run(move |w| {
-                w.conn.execute_batch(behavior.begin_sql())?;
-                w.lease = Some(lease_rx);
-                Ok(())
-            })
+            .send(
+                move |w| {
+                    if w.group.enabled {
+                        w.group_begin()?;
+                    } else {
+                        w.conn.execute_batch(behavior.begin_sql())?;
+                    }
+                    w.lease = Some(lease_rx);
+                    Ok(())
+                },
+                |_, _| {},
+                Kind::Begin,
+            )
             .await?;
         let channel = Channel {
             sender: lease_tx,

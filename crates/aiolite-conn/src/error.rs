@@ -267,6 +267,32 @@ impl Error {
         }
     }
 
+    /// The same error again, for each of several callers it answers (a
+    /// group commit's members). SQLite's errors are copied whole.
+    pub(crate) fn duplicate(&self) -> Error {
+        match self {
+            Error::Sqlite {
+                code,
+                extended_code,
+                message,
+                sql,
+            } => Error::Sqlite {
+                code: *code,
+                extended_code: *extended_code,
+                message: message.clone(),
+                sql: sql.clone(),
+            },
+            Error::Cancelled(why) => Error::Cancelled(why),
+            Error::Closed => Error::Closed,
+            other => Error::Sqlite {
+                code: ErrorCode::Unknown,
+                extended_code: 0,
+                message: other.to_string(),
+                sql: None,
+            },
+        }
+    }
+
     pub(crate) fn panic(payload: Box<dyn Any + Send>) -> Error {
         Error::Panic {
             message: panic_text(&*payload),

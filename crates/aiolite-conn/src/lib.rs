@@ -19,6 +19,7 @@ mod decode;
 mod dump;
 mod error;
 pub mod functions;
+mod group;
 pub mod hooks;
 pub mod migrate;
 mod options;

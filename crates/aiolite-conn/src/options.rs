@@ -165,6 +165,8 @@ pub struct ConnectOptions {
     pub(crate) thread_name: Option<String>,
     pub(crate) migrations: Option<Migrations>,
     pub(crate) migrate_on_open: bool,
+    /// Set by [`DatabaseBuilder::group_commit`](crate::DatabaseBuilder::group_commit), on the writer only.
+    pub(crate) group_commit: bool,
 }
 
 impl ConnectOptions {
@@ -195,6 +197,7 @@ impl ConnectOptions {
             thread_name: None,
             migrations: None,
             migrate_on_open: false,
+            group_commit: false,
         }
     }
 

@@ -66,6 +66,7 @@ struct Pool {
 pub struct DatabaseBuilder {
     options: ConnectOptions,
     readers: usize,
+    group_commit: bool,
 }
 
 impl DatabaseBuilder {
@@ -81,6 +82,42 @@ impl DatabaseBuilder {
     pub fn options(mut self, options: ConnectOptions) -> Self {
         let target = self.options.target.clone();
         self.options = ConnectOptions { target, ..options };
+        self
+    }
+
+    /// Group commit: transactions from [`Database::begin`] that wait for the
+    /// writer together share one SQLite transaction and one COMMIT, so one
+    /// fsync (at `synchronous=FULL`) makes many of them durable. Default:
+    /// `false`.
+    ///
+    /// Each transaction runs in its own savepoint, and what callers see does
+    /// not change:
+    /// - `commit()` returns only after the shared COMMIT is durable, with its
+    ///   error if it fails (then every transaction of the group fails, and
+    ///   none of their work is kept);
+    /// - a transaction that fails or rolls back undoes only its own work;
+    /// - other requests never see a group's work before its COMMIT: the
+    ///   group commits before the writer runs anything else.
+    ///
+    /// A group grows while further `begin`s wait in the writer's queue. Under
+    /// light load a group has one member and costs what a plain transaction
+    /// does. Not grouped: [`Database::transaction`] (its closure gets a
+    /// `rusqlite::Transaction`) and single statements. Inside a member, end it
+    /// with `commit()`/`rollback()`: a `COMMIT` or `ROLLBACK` of its own
+    /// ends the whole group, and its other members get an error. A deferred
+    /// foreign-key violation surfaces at the shared COMMIT, so it fails the
+    /// whole group.
+    ///
+    /// ```
+    /// # async fn demo() -> aiolite_conn::Result<()> {
+    /// let db = aiolite_conn::Database::builder("app.db").group_commit(true).open().await?;
+    /// let tx = db.begin().await?;
+    /// tx.execute("INSERT INTO events(kind) VALUES ('signup')", ()).await?;
+    /// tx.commit().await?; // durable when this returns
+    /// # Ok(()) }
+    /// ```
+    pub fn group_commit(mut self, on: bool) -> Self {
+        self.group_commit = on;
         self
     }
 
@@ -118,6 +155,7 @@ impl DatabaseBuilder {
         let writer = Connection::open_with(ConnectOptions {
             role: Role::Writer,
             thread_name: Some("aiolite-writer".to_owned()),
+            group_commit: self.group_commit,
             ..self.options.clone()
         })
         .await?;
@@ -215,6 +253,7 @@ impl Database {
         DatabaseBuilder {
             options: ConnectOptions::new(path),
             readers: 4,
+            group_commit: false,
         }
     }
 

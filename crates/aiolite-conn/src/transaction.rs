@@ -5,6 +5,8 @@ use std::marker::PhantomData;
 
 use crate::connection::{Channel, Connection};
 use crate::error::Result;
+use tokio::sync::oneshot;
+
 use crate::worker::{Deferred, Message};
 
 /// An open transaction, from [`Connection::begin`].
@@ -70,16 +72,29 @@ impl Transaction {
     /// transaction is rolled back; once started, the commit completes and is not
     /// followed by a rollback.
     pub async fn commit(self) -> Result<()> {
-        self.channel
+        let (done, group_outcome) = oneshot::channel();
+        let grouped = self
+            .channel
             .run(|w| {
                 w.end_lease = true;
+                if w.group.in_member() {
+                    w.group_release(done)?;
+                    return Ok(true);
+                }
                 let r = w.conn.execute_batch("COMMIT");
                 if r.is_err() {
                     w.rollback_if_open("the commit failed");
                 }
-                Ok(r?)
+                r?;
+                Ok(false)
             })
-            .await
+            .await?;
+        if grouped {
+            // Answered once the group's COMMIT ran (or failed).
+            group_outcome.await.unwrap_or(Err(crate::Error::Closed))
+        } else {
+            Ok(())
+        }
     }
 
     /// Rolls back and releases the connection.
@@ -93,6 +108,10 @@ impl Transaction {
         self.channel
             .run(|w| {
                 w.end_lease = true;
+                if w.group.in_member() {
+                    w.group_rollback_member();
+                    return Ok(());
+                }
                 w.rollback()
             })
             .await

@@ -22,9 +22,23 @@ use tracing::Span;
 
 use crate::decode::RowDecoder;
 use crate::error::{Error, Result};
+use crate::group::Group;
 use crate::options::{ConnectOptions, Role, TransactionBehavior};
 use crate::params::Params;
 use crate::row::{columns_of, Column, Columns, Row, RowsBuilder};
+
+/// What a request is, as far as the worker's batching is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Anything: runs alone.
+    Plain,
+    /// One query that looks like a read: it may share a read transaction with
+    /// the reads queued beside it.
+    Read,
+    /// A transaction's `begin`: on a group-commit writer it may join the
+    /// open group.
+    Begin,
+}
 
 /// A request: runs on the worker with the worker's state.
 pub(crate) type Job = Box<dyn FnOnce(&mut Worker) + Send>;
@@ -34,9 +48,8 @@ pub(crate) enum Message {
         id: u64,
         span: Span,
         job: Job,
-        /// The request runs one query that looks like a read: it may share a
-        /// read transaction with the reads queued beside it.
-        read: bool,
+        /// What the worker may do with it beyond running it.
+        kind: Kind,
         /// Counts the request as in flight until the message is gone.
         in_flight: InFlight,
     },
@@ -275,6 +288,8 @@ pub(crate) struct Worker {
     columns: RefCell<HashMap<String, Columns>>,
     /// A read batch's transaction is open (see [`Worker::run_read_batch`]).
     read_batch: Cell<bool>,
+    /// Group commit (the pool's writer, when asked for).
+    pub(crate) group: Group,
 }
 
 /// Spawns the worker thread, which opens and configures the connection.
@@ -434,13 +449,14 @@ impl Worker {
             rollback_stray: opts.role == Role::Writer,
             columns: RefCell::new(HashMap::new()),
             read_batch: Cell::new(false),
+            group: Group::new(opts.group_commit),
         })
     }
 
     fn serve(mut self, mut rx: mpsc::Receiver<Message>) {
         let mut next = None;
         let close_reply = loop {
-            let Some(msg) = next.take().or_else(|| next_message(&mut rx)) else {
+            let Some(msg) = next.take().or_else(|| next_message(&mut rx, false)) else {
                 break None;
             };
             match msg {
@@ -448,16 +464,29 @@ impl Worker {
                     id,
                     span,
                     job,
-                    read,
+                    kind,
                     in_flight: _in_flight,
                 } => {
-                    if read && !rx.is_empty() && self.may_batch_reads() {
+                    if kind != Kind::Begin {
+                        // Nothing but members may see the group's work
+                        // before it is durable.
+                        self.holding_handle(Worker::group_commit_now);
+                    }
+                    if kind == Kind::Read && !rx.is_empty() && self.may_batch_reads() {
                         next = self.run_read_batch(id, span, job, &mut rx);
                     } else {
                         self.run(id, span, job);
                     }
                     if let Some(lease) = self.lease.take() {
                         self.serve_lease(lease);
+                    }
+                    if self.group.is_open() {
+                        self.holding_handle(|w| {
+                            w.group_check();
+                            if rx.is_empty() || w.group.is_full() {
+                                w.group_commit_now();
+                            }
+                        });
                     } else if self.rollback_stray && !self.conn.is_autocommit() {
                         // The pool's writer is shared: a transaction nobody
                         // leased must not swallow the next task's writes.
@@ -472,6 +501,7 @@ impl Worker {
                 Message::Wake => self.holding_handle(Worker::do_deferred),
             }
         };
+        self.holding_handle(Worker::group_commit_now);
         self.shared.closed.store(true, Ordering::Release);
         rx.close();
         let mut other_closers = Vec::new();
@@ -500,9 +530,14 @@ impl Worker {
     fn serve_lease(&mut self, mut rx: mpsc::Receiver<Message>) {
         self.end_lease = false;
         loop {
-            match next_message(&mut rx) {
+            // The lease holder's next request is on its way, and nothing
+            // else may run here meanwhile: worth waiting for on the spot.
+            match next_message(&mut rx, true) {
                 Some(Message::Run { id, span, job, .. }) => {
                     self.run(id, span, job);
+                    if self.group.in_member() {
+                        self.holding_handle(Worker::group_check);
+                    }
                     if self.end_lease {
                         self.end_lease = false;
                         return;
@@ -516,7 +551,11 @@ impl Worker {
                 }
                 None => {
                     self.holding_handle(|w| {
-                        w.rollback_if_open("the transaction guard was dropped");
+                        if w.group.in_member() {
+                            w.group_rollback_member();
+                        } else {
+                            w.rollback_if_open("the transaction guard was dropped");
+                        }
                     });
                     return;
                 }
@@ -591,7 +630,7 @@ impl Worker {
                     id,
                     span,
                     job,
-                    read: true,
+                    kind: Kind::Read,
                     in_flight: _in_flight,
                 }) => self.run(id, span, job),
                 Ok(other) => {
@@ -1059,16 +1098,16 @@ fn spin_slots() -> usize {
 }
 
 /// The next message: at once if queued, else after a short spin (when a
-/// spin slot is free), else parked. `None` once every sender is gone and the
-/// queue is drained.
-fn next_message(rx: &mut mpsc::Receiver<Message>) -> Option<Message> {
+/// spin slot is free and, unless `eager`, no other request is in flight),
+/// else parked. `None` once every sender is gone and the queue is drained.
+fn next_message(rx: &mut mpsc::Receiver<Message>, eager: bool) -> Option<Message> {
     use mpsc::error::TryRecvError;
     match rx.try_recv() {
         Ok(m) => return Some(m),
         Err(TryRecvError::Disconnected) => return None,
         Err(TryRecvError::Empty) => {}
     }
-    if IN_FLIGHT.load(Ordering::Acquire) == 0 {
+    if eager || IN_FLIGHT.load(Ordering::Acquire) == 0 {
         let spinning = SPINNING.fetch_add(1, Ordering::AcqRel) < spin_slots();
         let found = if spinning { spin_on(rx) } else { None };
         SPINNING.fetch_sub(1, Ordering::AcqRel);

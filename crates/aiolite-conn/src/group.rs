@@ -1,0 +1,149 @@
+//! Group commit on a pool's writer ([`DatabaseBuilder::group_commit`]).
+//!
+//! Transactions begun while others wait in the writer's queue share one
+//! SQLite transaction: each runs inside its own savepoint, and one COMMIT (one
+//! fsync of the WAL at `synchronous=FULL`) makes all of them durable. Each
+//! member's `commit()` answers only after that COMMIT:
+//!
+//! - a member that rolls back (or fails, or is dropped) undoes only its own
+//!   savepoint, at once;
+//! - a member that commits releases its savepoint and waits;
+//! - when the queue holds no further `begin` (or the group is full), the
+//!   worker commits the group and answers every waiting member with the
+//!   outcome: all succeed, or all get the COMMIT's error.
+//!
+//! [`DatabaseBuilder::group_commit`]: crate::DatabaseBuilder::group_commit
+
+use tokio::sync::oneshot;
+
+use crate::error::{Error, Result};
+use crate::worker::Worker;
+
+/// The savepoint each member runs in. Members never overlap (each holds the
+/// writer's lease), so one name serves all.
+const SAVEPOINT: &str = "aiolite_group_member";
+
+/// The most members one COMMIT makes durable: bounds how long the first
+/// member waits behind the others.
+const MAX_MEMBERS: usize = 256;
+
+/// The answer a member's `commit()` waits for.
+pub(crate) type Waiter = oneshot::Sender<Result<()>>;
+
+/// The writer's group state.
+#[derive(Debug, Default)]
+pub(crate) struct Group {
+    /// Group commit is on (the pool's writer, when asked for).
+    pub(crate) enabled: bool,
+    /// The shared transaction is open.
+    open: bool,
+    /// The lease being served is a member (its savepoint is open).
+    in_member: bool,
+    /// Members so far in the open group.
+    members: usize,
+    /// Members that committed and wait for the group's COMMIT.
+    waiters: Vec<Waiter>,
+}
+
+impl Group {
+    pub(crate) fn new(enabled: bool) -> Group {
+        Group {
+            enabled,
+            ..Group::default()
+        }
+    }
+
+    /// Whether the open group should commit now rather than wait for the
+    /// member queued next.
+    pub(crate) fn is_full(&self) -> bool {
+        self.members >= MAX_MEMBERS
+    }
+
+    pub(crate) fn is_open(&self) -> bool {
+        self.open
+    }
+
+    pub(crate) fn in_member(&self) -> bool {
+        self.in_member
+    }
+}
+
+impl Worker {
+    /// Begins a member: opens the shared transaction if needed, then the
+    /// member's savepoint.
+    pub(crate) fn group_begin(&mut self) -> Result<()> {
+        if !self.group.open {
+            self.conn.execute_batch("BEGIN IMMEDIATE")?;
+            self.group.open = true;
+        }
+        self.conn.execute_batch(&format!("SAVEPOINT {SAVEPOINT}"))?;
+        self.group.in_member = true;
+        self.group.members += 1;
+        Ok(())
+    }
+
+    /// Commits a member: its work joins the group, and `waiter` gets the
+    /// group's outcome. If the release fails, the member is rolled back.
+    pub(crate) fn group_release(&mut self, waiter: Waiter) -> Result<()> {
+        self.group.in_member = false;
+        if let Err(e) = self.conn.execute_batch(&format!("RELEASE {SAVEPOINT}")) {
+            self.group.in_member = true;
+            self.group_rollback_member();
+            return Err(e.into());
+        }
+        self.group.waiters.push(waiter);
+        Ok(())
+    }
+
+    /// Undoes the current member's work only; the group goes on.
+    pub(crate) fn group_rollback_member(&mut self) {
+        if !std::mem::take(&mut self.group.in_member) || self.conn.is_autocommit() {
+            return;
+        }
+        let sql = format!("ROLLBACK TO {SAVEPOINT}; RELEASE {SAVEPOINT}");
+        if let Err(e) = self.conn.execute_batch(&sql) {
+            tracing::warn!(error = %e, "rolling back a group member failed");
+        }
+    }
+
+    /// Notices a group whose transaction ended without its COMMIT (a member
+    /// ran COMMIT or ROLLBACK itself, or an error rolled the whole
+    /// transaction back): its waiting members are answered with an error.
+    pub(crate) fn group_check(&mut self) {
+        if self.group.open && self.conn.is_autocommit() {
+            self.group.in_member = false;
+            self.group_commit_now();
+        }
+    }
+
+    /// Commits the open group and answers every waiting member.
+    pub(crate) fn group_commit_now(&mut self) {
+        if !std::mem::take(&mut self.group.open) {
+            return;
+        }
+        self.group.members = 0;
+        let waiters = std::mem::take(&mut self.group.waiters);
+        let outcome = if self.conn.is_autocommit() {
+            Err(Error::Cancelled(
+                "the group's transaction ended inside a member (a COMMIT or ROLLBACK of its own, or an error that rolls back the whole transaction); the group's commits are not known to be durable",
+            ))
+        } else {
+            match self.conn.execute_batch("COMMIT") {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    self.rollback_if_open("the group's commit failed");
+                    Err(Error::from(e))
+                }
+            }
+        };
+        if let Err(e) = &outcome {
+            tracing::warn!(error = %e, members = waiters.len(), "group commit failed");
+        }
+        for waiter in waiters {
+            let _ = waiter.send(match &outcome {
+                Ok(()) => Ok(()),
+                Err(e) => Err(e.duplicate()),
+            });
+        }
+    }
+}
