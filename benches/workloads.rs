@@ -425,6 +425,84 @@ async fn decode_pooled(db: &Database, id: i64) -> User {
     read_user!(r)
 }
 
+/// `aiolite-db`: W1, W2, W4 and W5 through a `Database` (its readers, or
+/// its writer for W4) instead of one `Connection`.
+async fn run_aiolite_db(workload: &str, db: &Path, scale: &Scale) -> Outcome {
+    match workload {
+        "W1" => {
+            let pool = pool(db, workload).await;
+            let mut rng = Rng::new(0);
+            let mut latencies = Vec::with_capacity(scale.w1_ops);
+            let started = Instant::now();
+            for _ in 0..scale.w1_ops {
+                let t = Instant::now();
+                std::hint::black_box(decode_pooled(&pool, rng.next_id(scale.point_rows)).await);
+                latencies.push(t.elapsed());
+            }
+            Outcome {
+                latencies,
+                ..Outcome::rate(scale.w1_ops as f64, started)
+            }
+        }
+        "W2" => {
+            // One connection shared by 64 tasks: a pool with one reader.
+            let pool = Database::builder(db)
+                .readers(1)
+                .options(options(db, workload))
+                .open()
+                .await
+                .expect("open pool");
+            let per_task = scale.w2_ops / TASKS;
+            let started = Instant::now();
+            let handles: Vec<_> = (0..TASKS)
+                .map(|t| {
+                    let (pool, max) = (pool.clone(), scale.point_rows);
+                    tokio::spawn(async move {
+                        let mut rng = Rng::new(t as u64 + 1);
+                        for _ in 0..per_task {
+                            std::hint::black_box(decode_pooled(&pool, rng.next_id(max)).await);
+                        }
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.await.expect("task");
+            }
+            Outcome::rate((per_task * TASKS) as f64, started)
+        }
+        "W4" => {
+            fresh(db);
+            let pool = pool(db, workload).await;
+            pool.execute_script(SCHEMA).await.expect("schema");
+            let rows = scale.bulk_rows;
+            let started = Instant::now();
+            let tx = pool.begin().await.expect("begin");
+            let n = tx
+                .execute_many(INSERT, (1..=rows).map(user))
+                .await
+                .expect("insert");
+            tx.commit().await.expect("commit");
+            assert_eq!(n as i64, rows);
+            Outcome::rate(rows as f64, started)
+        }
+        "W5" => {
+            let pool = pool(db, workload).await;
+            let started = Instant::now();
+            let mut stream = pool.stream("SELECT * FROM users", ());
+            let (mut n, mut sum) = (0i64, 0i64);
+            while let Some(r) = stream.next().await {
+                let r = r.expect("row");
+                let u: User = read_user!(r);
+                sum += u.3;
+                n += 1;
+            }
+            scan_outcome(n, sum, scale, started)
+        }
+        // W3, W6, W7 use a Database already.
+        _ => run_aiolite(workload, db, scale).await,
+    }
+}
+
 async fn run_aiolite(workload: &str, db: &Path, scale: &Scale) -> Outcome {
     match workload {
         "W1" => {
@@ -618,17 +696,23 @@ fn child(contestant: &str, workload: &str, db: &Path) {
     let scale = Scale::from_env();
     let mut outcome = match contestant {
         "rusqlite" => run_rusqlite(workload, db, &scale),
-        "aiolite" => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime")
-            .block_on(run_aiolite(workload, db, &scale)),
+        "aiolite" | "aiolite-db" => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            if contestant == "aiolite" {
+                rt.block_on(run_aiolite(workload, db, &scale))
+            } else {
+                rt.block_on(run_aiolite_db(workload, db, &scale))
+            }
+        }
         other => panic!("unknown contestant {other}"),
     };
     outcome.latencies.sort_unstable();
     println!(
-        "RESULT contestant={contestant} workload={workload} {}={:.0} by_hand={:.0} writes_per_s={:.0} p50_us={:.1} p99_us={:.1} peak_rss_kb={} errors={}",
+        "RESULT contestant={contestant} workload={workload} {}={:.0} by_hand={:.0} writes_per_s={:.0} p50_us={:.1} p99_us={:.1} peak_rss_kb={} errors={} sqlite={}",
         unit(workload),
         outcome.rate,
         outcome.by_hand,
@@ -637,19 +721,52 @@ fn child(contestant: &str, workload: &str, db: &Path) {
         percentile_us(&outcome.latencies, 0.99),
         peak_rss_kb(),
         outcome.errors,
+        rusqlite::version(),
     );
 }
 
-fn parse_result(line: &str) -> BTreeMap<String, f64> {
+fn parse_result(line: &str) -> BTreeMap<String, String> {
     line.split_whitespace()
         .filter_map(|kv| kv.split_once('='))
-        .filter_map(|(k, v)| Some((k.to_owned(), v.parse().ok()?)))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect()
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     xs[xs.len() / 2]
+}
+
+/// Who runs a workload: the baseline and aiolite in this program, the peers
+/// in theirs (`AIOLITE_BENCH_PEERS=name=path,...`, set by benches/run.sh).
+struct Contestant {
+    name: String,
+    program: PathBuf,
+}
+
+fn contestants_for(workload: &str, all: &[Contestant]) -> Vec<usize> {
+    (0..all.len())
+        .filter(|&i| match all[i].name.as_str() {
+            "rusqlite" | "aiolite" => true,
+            // W3, W6 and W7 already run aiolite on a Database.
+            "aiolite-db" => matches!(workload, "W1" | "W2" | "W4" | "W5"),
+            // Peers: the workloads of WORKLOADS.md.
+            _ => matches!(workload, "W1" | "W2" | "W3" | "W4" | "W5" | "W6" | "W7"),
+        })
+        .collect()
+}
+
+/// The medians of one contestant on one workload.
+#[derive(Clone, Default)]
+struct Medians {
+    rate: f64,
+    writes: f64,
+    p50: f64,
+    p99: f64,
+    rss_kb: f64,
+    errors: f64,
+    by_hand: f64,
+    sqlite: String,
 }
 
 fn main() {
@@ -677,9 +794,28 @@ fn main() {
         fill(&bulk_db, scale.bulk_rows);
     }
     let exe = std::env::current_exe().expect("exe");
+    let mut all: Vec<Contestant> = ["rusqlite", "aiolite", "aiolite-db"]
+        .iter()
+        .map(|n| Contestant {
+            name: (*n).to_owned(),
+            program: exe.clone(),
+        })
+        .collect();
+    for peer in std::env::var("AIOLITE_BENCH_PEERS")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|p| !p.is_empty())
+    {
+        let (name, program) = peer
+            .split_once('=')
+            .expect("AIOLITE_BENCH_PEERS: name=path");
+        all.push(Contestant {
+            name: name.to_owned(),
+            program: PathBuf::from(program),
+        });
+    }
 
-    let mut summary = Vec::new();
-    let mut decode_overhead = None;
+    let mut table: Vec<(&str, Vec<(String, Medians)>)> = Vec::new();
     for workload in [
         "W1", "W2", "W3", "W4", "W5", "W5derive", "W6", "W6group", "W7",
     ] {
@@ -691,19 +827,22 @@ fn main() {
             "W5" | "W5derive" => bulk_db.clone(),
             _ => dir.path().join(format!("{workload}.db")),
         };
-        let mut medians = BTreeMap::new();
-        let mut by_hand_median = 0.0;
-        for contestant in ["rusqlite", "aiolite"] {
-            let mut results = Vec::new();
-            for _ in 0..runs {
-                let out = Command::new(&exe)
-                    .args(["child", contestant, workload])
+        let who = contestants_for(workload, &all);
+        let mut results: Vec<Vec<BTreeMap<String, String>>> = vec![Vec::new(); who.len()];
+        // Round-robin: each round runs every contestant once, so the
+        // machine's drift between rounds hits all of them alike.
+        for _ in 0..runs {
+            for (slot, &i) in who.iter().enumerate() {
+                let c = &all[i];
+                let out = Command::new(&c.program)
+                    .args(["child", &c.name, workload])
                     .arg(&db)
                     .output()
                     .expect("child");
                 assert!(
                     out.status.success(),
-                    "{contestant} {workload} failed: {}",
+                    "{} {workload} failed: {}",
+                    c.name,
                     String::from_utf8_lossy(&out.stderr)
                 );
                 let text = String::from_utf8_lossy(&out.stdout);
@@ -713,58 +852,83 @@ fn main() {
                     .expect("a RESULT line")
                     .to_owned();
                 println!("{line}");
-                results.push(parse_result(&line));
+                results[slot].push(parse_result(&line));
             }
-            let field = |k: &str| {
-                median(
-                    results
-                        .iter()
-                        .map(|r| r.get(k).copied().unwrap_or(0.0))
-                        .collect(),
-                )
-            };
-            if contestant == "aiolite" {
-                by_hand_median = field("by_hand");
-            }
-            medians.insert(
-                contestant,
-                [
-                    field(unit(workload)),
-                    field("writes_per_s"),
-                    field("p50_us"),
-                    field("p99_us"),
-                    field("peak_rss_kb"),
-                    field("errors"),
-                ],
-            );
         }
-        let base = medians["rusqlite"];
-        if workload == "W5derive" {
-            decode_overhead = Some((medians["aiolite"][0], by_hand_median));
-        }
-        for (contestant, [rate, writes, p50, p99, rss, errors]) in &medians {
+        let row = who
+            .iter()
+            .zip(&results)
+            .map(|(&i, rs)| {
+                let field = |k: &str| {
+                    median(
+                        rs.iter()
+                            .map(|r| r.get(k).and_then(|v| v.parse().ok()).unwrap_or(0.0))
+                            .collect(),
+                    )
+                };
+                let m = Medians {
+                    rate: field(unit(workload)),
+                    writes: field("writes_per_s"),
+                    p50: field("p50_us"),
+                    p99: field("p99_us"),
+                    rss_kb: field("peak_rss_kb"),
+                    errors: field("errors"),
+                    by_hand: field("by_hand"),
+                    sqlite: rs
+                        .first()
+                        .and_then(|r| r.get("sqlite").cloned())
+                        .unwrap_or_default(),
+                };
+                (all[i].name.clone(), m)
+            })
+            .collect();
+        table.push((workload, row));
+    }
+
+    println!("\nMedians of {runs} run(s), ratio = contestant / synchronous rusqlite in this run:");
+    for (workload, row) in &table {
+        let base = &row[0].1;
+        for (name, m) in row {
             let mut line = format!(
-                "{workload} {contestant:9} {rate:>11.0} {} ratio={:.2} p50_us={p50:.1} p99_us={p99:.1} peak_rss_kb={rss:.0}",
+                "{workload} {name:15} {:>11.0} {} ratio={:.2} p50_us={:.1} p99_us={:.1} peak_rss_kb={:.0}",
+                m.rate,
                 unit(workload),
-                rate / base[0]
+                m.rate / base.rate,
+                m.p50,
+                m.p99,
+                m.rss_kb
             );
-            if workload == "W7" {
+            if *workload == "W7" {
                 line += &format!(
-                    " writes_per_s={writes:.0} writes_ratio={:.2} locked_errors={errors:.0}",
-                    writes / base[1]
+                    " writes_per_s={:.0} writes_ratio={:.2} locked_errors={:.0}",
+                    m.writes,
+                    m.writes / base.writes,
+                    m.errors
                 );
             }
-            summary.push(line);
+            println!("{line}");
+        }
+        if *workload == "W5derive" {
+            if let Some((_, m)) = row.iter().find(|(n, _)| n == "aiolite") {
+                println!(
+                    "W5 decoded into a struct on the worker: #[derive(FromRow)] {:.0} rows/s, hand-written row.get {:.0} rows/s (alternated in each run): derive overhead {:+.1} %",
+                    m.rate,
+                    m.by_hand,
+                    (m.by_hand / m.rate - 1.0) * 100.0
+                );
+            }
         }
     }
-    println!("\nMedians of {runs} run(s), ratio = aiolite / synchronous rusqlite in this run:");
-    for line in summary {
-        println!("{line}");
-    }
-    if let Some((derived, by_hand)) = decode_overhead {
-        println!(
-            "W5 decoded into a struct on the worker: #[derive(FromRow)] {derived:.0} rows/s, hand-written row.get {by_hand:.0} rows/s (alternated in each run): derive overhead {:+.1} %",
-            (by_hand / derived - 1.0) * 100.0
-        );
+    if let Ok(path) = std::env::var("AIOLITE_BENCH_REPORT") {
+        let report = report::Report {
+            table: &table,
+            runs,
+            scale: std::env::var("AIOLITE_BENCH_SCALE").unwrap_or_else(|_| "1".to_owned()),
+        };
+        report.write(Path::new(&path)).expect("write the report");
+        eprintln!("wrote {path}");
     }
 }
+
+#[path = "workloads/report.rs"]
+mod report;

@@ -286,6 +286,12 @@ impl Connection {
         &self.inner.channel
     }
 
+    /// Whether a transaction holds the worker (requests from other handles
+    /// wait until it ends).
+    pub(crate) fn is_leased(&self) -> bool {
+        self.channel().shared.leased.load(Ordering::Acquire)
+    }
+
     /// Requests waiting in this connection's queue (not counting the one
     /// running).
     pub fn queued_requests(&self) -> usize {

@@ -271,25 +271,39 @@ impl Database {
 
     /// The least busy reader (`PRAGMA query_only`: a write sent to it fails
     /// with "attempt to write a readonly database"). The writer when the pool
-    /// has no readers.
+    /// has no readers, or when a transaction (a [`dump`](Database::dump))
+    /// holds every reader.
     pub fn on_reader(&self) -> &Connection {
         let readers = &self.inner.readers;
         if readers.is_empty() {
             return &self.inner.writer;
         }
-        let start = self.inner.next_reader.fetch_add(1, Ordering::Relaxed);
-        let mut best = &readers[start % readers.len()];
+        // Start from the reader chosen last: a lone caller keeps one warm
+        // reader (its worker spinning, its page cache hot) instead of waking
+        // a parked one per request; under load the idle ones are found.
+        // A reader a transaction holds (a dump's snapshot) is the last
+        // choice: its queue waits for the transaction, which may belong to
+        // the very task asking.
+        let load = |r: &Connection| (r.is_leased(), r.queued_requests());
+        let start = self.inner.next_reader.load(Ordering::Relaxed);
+        let mut best = start % readers.len();
         for i in 0..readers.len() {
-            let r = &readers[(start + i) % readers.len()];
-            let queued = r.queued_requests();
-            if queued == 0 {
-                return r;
+            let at = (start + i) % readers.len();
+            let here = load(&readers[at]);
+            if here == (false, 0) {
+                best = at;
+                break;
             }
-            if queued < best.queued_requests() {
-                best = r;
+            if here < load(&readers[best]) {
+                best = at;
             }
         }
-        best
+        if readers[best].is_leased() {
+            // Every reader is held: the writer serves the read.
+            return &self.inner.writer;
+        }
+        self.inner.next_reader.store(best, Ordering::Relaxed);
+        &readers[best]
     }
 
     /// The connection for `sql`: see the routing rules on [`Database`]. The

@@ -70,6 +70,9 @@ pub(crate) struct Shared {
     cancel_pending: AtomicBool,
     cancelled: Mutex<Vec<u64>>,
     pub(crate) closed: AtomicBool,
+    /// The worker serves a transaction's lease: requests on the main queue
+    /// wait until it ends.
+    pub(crate) leased: AtomicBool,
     deferred_pending: AtomicBool,
     deferred: Mutex<Vec<Deferred>>,
     next_savepoint: AtomicU64,
@@ -527,7 +530,13 @@ impl Worker {
     /// Serves a transaction's lease channel until the lease ends. When the
     /// `Transaction` guard is dropped without commit or rollback, its channel
     /// closes and the transaction is rolled back here.
-    fn serve_lease(&mut self, mut rx: mpsc::Receiver<Message>) {
+    fn serve_lease(&mut self, rx: mpsc::Receiver<Message>) {
+        self.shared.leased.store(true, Ordering::Release);
+        self.serve_lease_until_end(rx);
+        self.shared.leased.store(false, Ordering::Release);
+    }
+
+    fn serve_lease_until_end(&mut self, mut rx: mpsc::Receiver<Message>) {
         self.end_lease = false;
         loop {
             // The lease holder's next request is on its way, and nothing

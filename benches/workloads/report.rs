@@ -1,0 +1,349 @@
+//! BENCHMARKS.md and its chart, from one run of every contestant.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
+
+use super::{unit, Medians};
+
+pub(crate) struct Report<'a> {
+    pub(crate) table: &'a [(&'a str, Vec<(String, Medians)>)],
+    pub(crate) runs: usize,
+    pub(crate) scale: String,
+}
+
+/// The chart's colour of each contestant.
+fn colour(name: &str) -> &'static str {
+    match name {
+        "aiolite" => "#1f77b4",
+        "aiolite-db" => "#6baed6",
+        "tokio-rusqlite" => "#ff7f0e",
+        "async-sqlite" => "#2ca02c",
+        "sqlx" => "#d62728",
+        _ => "#7f7f7f",
+    }
+}
+
+fn first_line(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.lines().next().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+fn proc_field(file: &str, key: &str) -> String {
+    std::fs::read_to_string(file)
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+fn human(rate: f64) -> String {
+    if rate >= 1e6 {
+        format!("{:.2}M", rate / 1e6)
+    } else if rate >= 1e3 {
+        format!("{:.1}k", rate / 1e3)
+    } else {
+        format!("{rate:.0}")
+    }
+}
+
+impl Report<'_> {
+    fn row(&self, workload: &str) -> Option<&Vec<(String, Medians)>> {
+        self.table
+            .iter()
+            .find(|(w, _)| *w == workload)
+            .map(|(_, r)| r)
+    }
+
+    /// aiolite's ratio on `workload` (and the medians behind it).
+    fn aiolite(&self, workload: &str) -> Option<(f64, &Medians, &Medians)> {
+        let row = self.row(workload)?;
+        let base = &row.first()?.1;
+        let (_, m) = row.iter().find(|(n, _)| n == "aiolite")?;
+        Some((m.rate / base.rate, m, base))
+    }
+
+    fn targets(&self) -> Vec<(String, String, bool)> {
+        let mut out = Vec::new();
+        if let (Some((ratio, m, _)), Some(row)) = (self.aiolite("W1"), self.row("W1")) {
+            let best_peer = row
+                .iter()
+                .filter(|(n, _)| !matches!(n.as_str(), "rusqlite" | "aiolite" | "aiolite-db"))
+                .map(|(_, p)| p.rate)
+                .fold(0.0, f64::max);
+            let times = if best_peer > 0.0 {
+                m.rate / best_peer
+            } else {
+                f64::NAN
+            };
+            out.push((
+                "W1: p50 <= 20 us and >= 3x the best peer's ops/s".to_owned(),
+                format!(
+                    "p50 {:.1} us, {times:.1}x the best peer, ratio {ratio:.2}",
+                    m.p50
+                ),
+                m.p50 <= 20.0 && times >= 3.0,
+            ));
+        }
+        for (w, min) in [("W2", 0.90), ("W3", 1.0), ("W4", 1.0), ("W6", 0.95)] {
+            if let Some((ratio, _, _)) = self.aiolite(w) {
+                out.push((
+                    format!("{w} >= {min:.2}"),
+                    format!("{ratio:.2}"),
+                    ratio >= min,
+                ));
+            }
+        }
+        if let Some((ratio, m, _)) = self.aiolite("W5") {
+            let mib = m.rss_kb / 1024.0;
+            out.push((
+                "W5 >= 0.80 with peak RSS < 16 MiB".to_owned(),
+                format!("{ratio:.2}, {mib:.1} MiB"),
+                ratio >= 0.80 && mib < 16.0,
+            ));
+        }
+        if let Some((ratio, _, _)) = self.aiolite("W6group") {
+            out.push((
+                "W6 with group commit >= 5x the synchronous per-transaction rate (synchronous=FULL)".to_owned(),
+                format!("{ratio:.2}x"),
+                ratio >= 5.0,
+            ));
+        }
+        if let Some((ratio, m, base)) = self.aiolite("W7") {
+            let writes = m.writes / base.writes;
+            out.push((
+                "W7 reads >= 0.5, writes >= 1.0, zero locked errors".to_owned(),
+                format!(
+                    "reads {ratio:.2}, writes {writes:.2}, {:.0} errors",
+                    m.errors
+                ),
+                ratio >= 0.5 && writes >= 1.0 && m.errors == 0.0,
+            ));
+        }
+        out
+    }
+
+    pub(crate) fn write(&self, path: &Path) -> std::io::Result<()> {
+        let svg_name = "benchmarks.svg";
+        let svg_path = path.with_file_name(svg_name);
+        std::fs::write(&svg_path, self.chart())?;
+
+        let mut md = String::new();
+        let _ = writeln!(md, "# Benchmarks\n");
+        let _ = writeln!(
+            md,
+            "Written by `bash benches/run.sh` (the workloads of `shared/bench/WORKLOADS.md`, \
+             in `benches/workloads.rs` and the peer programs under `benches/peers/`); the \
+             \"How\" section is `benches/HOW.md`. Do not edit this file by hand: run the script.\n"
+        );
+        let _ = writeln!(md, "## Machine and versions\n");
+        let _ = writeln!(
+            md,
+            "- CPU: {} ({} cores visible)",
+            proc_field("/proc/cpuinfo", "model name"),
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        );
+        let _ = writeln!(md, "- Memory: {}", proc_field("/proc/meminfo", "MemTotal"));
+        let _ = writeln!(md, "- Kernel: {}", first_line("uname", &["-sr"]));
+        let _ = writeln!(md, "- Rust: {}", first_line("rustc", &["-V"]));
+        if let Ok(v) = std::env::var("AIOLITE_BENCH_VERSIONS") {
+            let _ = writeln!(md, "- Crates: {v}");
+        }
+        let mut sqlite: Vec<String> = Vec::new();
+        for (_, row) in self.table {
+            for (name, m) in row {
+                let entry = format!("{name} {}", m.sqlite);
+                if !m.sqlite.is_empty() && !sqlite.contains(&entry) {
+                    sqlite.push(entry);
+                }
+            }
+        }
+        let _ = writeln!(
+            md,
+            "- SQLite linked by each contestant: {}",
+            sqlite.join(", ")
+        );
+        let _ = writeln!(
+            md,
+            "- Runs: median of {} per contestant, rounds alternating the contestants; scale {} \
+             (times the row counts of WORKLOADS.md); tokio multi-thread runtime with 2 workers; \
+             a file database in a temporary directory, WAL, synchronous=NORMAL (FULL for W6).\n",
+            self.runs, self.scale
+        );
+
+        let _ = writeln!(md, "## Results\n");
+        let _ = writeln!(
+            md,
+            "Each cell: the median figure, and in bold its ratio to synchronous rusqlite on the \
+             calling thread in the same run (W1 adds p50 latency; W5 peak RSS; W7 reads, \
+             writes and 'database is locked' errors). `aiolite` runs W1, W2, W4 and W5 on a \
+             `Connection` and W3, W6 and W7 on a `Database` (1 writer + 4 readers); \
+             `aiolite-db` runs W1, W2, W4 and W5 on a `Database` too. W6group is W6 with \
+             `group_commit(true)`; W5derive decodes into a `#[derive(FromRow)]` struct.\n"
+        );
+        let _ = writeln!(
+            md,
+            "![ratio to synchronous rusqlite, per workload and contestant]({svg_name})\n"
+        );
+        let mut names: Vec<&str> = Vec::new();
+        for (_, row) in self.table {
+            for (n, _) in row {
+                if !names.contains(&n.as_str()) {
+                    names.push(n);
+                }
+            }
+        }
+        let _ = writeln!(md, "| workload | {} |", names.join(" | "));
+        let _ = writeln!(md, "|---|{}", "---:|".repeat(names.len()));
+        for (workload, row) in self.table {
+            let base = &row[0].1;
+            let mut cells = Vec::new();
+            for name in &names {
+                let cell = match row.iter().find(|(n, _)| n == name) {
+                    None => "".to_owned(),
+                    Some((_, m)) => {
+                        let mut c = format!("{} **{:.2}**", human(m.rate), m.rate / base.rate);
+                        match *workload {
+                            "W1" => c += &format!(" ({:.1} us)", m.p50),
+                            "W5" => c += &format!(", {:.1} MiB", m.rss_kb / 1024.0),
+                            "W7" => {
+                                c += &format!(
+                                    "; writes {} **{:.2}**, {:.0} errors",
+                                    human(m.writes),
+                                    m.writes / base.writes,
+                                    m.errors
+                                )
+                            }
+                            _ => {}
+                        }
+                        c
+                    }
+                };
+                cells.push(cell);
+            }
+            let _ = writeln!(
+                md,
+                "| {workload} ({}) | {} |",
+                unit(workload).replace("_per_s", "/s"),
+                cells.join(" | ")
+            );
+        }
+        if let Some(row) = self.row("W5derive") {
+            if let Some((_, m)) = row.iter().find(|(n, _)| n == "aiolite") {
+                let _ = writeln!(
+                    md,
+                    "\nW5derive, alternated in each run: `#[derive(FromRow)]` {} rows/s against hand-written `row.get` {} rows/s ({:+.1} %).",
+                    human(m.rate),
+                    human(m.by_hand),
+                    (m.by_hand / m.rate - 1.0) * 100.0
+                );
+            }
+        }
+
+        let _ = writeln!(md, "\n## Targets (issue #7), aiolite in this run\n");
+        let _ = writeln!(md, "| target | measured | met |\n|---|---|---|");
+        for (target, measured, met) in self.targets() {
+            let _ = writeln!(
+                md,
+                "| {target} | {measured} | {} |",
+                if met { "yes" } else { "**no**" }
+            );
+        }
+        let how =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/HOW.md"))
+                .unwrap_or_default();
+        let _ = writeln!(md, "\n{how}");
+        std::fs::write(path, md)
+    }
+
+    /// Horizontal bars of each contestant's ratio, grouped by workload, with
+    /// the baseline's 1.0 marked.
+    fn chart(&self) -> String {
+        let bar_h = 14.0;
+        let gap = 10.0;
+        let left = 90.0;
+        let width = 560.0;
+        let max_ratio = self
+            .table
+            .iter()
+            .flat_map(|(_, row)| {
+                let base = row[0].1.rate;
+                row.iter().map(move |(_, m)| m.rate / base)
+            })
+            .fold(1.0, f64::max)
+            .ceil();
+        let x = |r: f64| left + width * (r / max_ratio);
+        let mut body = String::new();
+        let mut y = 40.0;
+        let mut legend: Vec<&str> = Vec::new();
+        for (workload, row) in self.table {
+            let base = row[0].1.rate;
+            let bars: Vec<_> = row.iter().filter(|(n, _)| n != "rusqlite").collect();
+            let group_h = bars.len() as f64 * bar_h;
+            let _ = writeln!(
+                body,
+                r#"<text x="{:.0}" y="{:.1}" text-anchor="end" font-size="13">{workload}</text>"#,
+                left - 8.0,
+                y + group_h / 2.0 + 4.0
+            );
+            for (name, m) in bars {
+                if !legend.contains(&name.as_str()) {
+                    legend.push(name);
+                }
+                let r = m.rate / base;
+                let _ = writeln!(
+                    body,
+                    r#"<rect x="{left}" y="{y:.1}" width="{:.1}" height="{:.1}" fill="{}"><title>{name} {workload}: {r:.2}</title></rect><text x="{:.1}" y="{:.1}" font-size="10">{r:.2}</text>"#,
+                    (x(r) - left).max(1.0),
+                    bar_h - 2.0,
+                    colour(name),
+                    x(r) + 3.0,
+                    y + bar_h - 4.0
+                );
+                y += bar_h;
+            }
+            y += gap;
+        }
+        let height = y + 30.0;
+        let mut svg = format!(
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{:.0}" height="{height:.0}" font-family="sans-serif">
+<rect width="100%" height="100%" fill="white"/>
+<text x="{left}" y="20" font-size="14">Throughput as a fraction of synchronous rusqlite in the same run (higher is better)</text>
+"#,
+            left + width + 140.0
+        );
+        for tick in 0..=(max_ratio as usize) {
+            let tx = x(tick as f64);
+            let stroke = if tick == 1 { "#000" } else { "#ddd" };
+            let _ = writeln!(
+                svg,
+                r#"<line x1="{tx:.1}" y1="30" x2="{tx:.1}" y2="{:.1}" stroke="{stroke}"/><text x="{tx:.1}" y="{:.1}" font-size="11" text-anchor="middle">{tick}</text>"#,
+                y,
+                y + 15.0
+            );
+        }
+        svg += &body;
+        for (i, name) in legend.iter().enumerate() {
+            let ly = 40.0 + i as f64 * 18.0;
+            let lx = left + width + 20.0;
+            let _ = writeln!(
+                svg,
+                r#"<rect x="{lx}" y="{ly}" width="12" height="12" fill="{}"/><text x="{:.0}" y="{:.0}" font-size="12">{name}</text>"#,
+                colour(name),
+                lx + 16.0,
+                ly + 11.0
+            );
+        }
+        svg += "</svg>\n";
+        svg
+    }
+}
