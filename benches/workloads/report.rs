@@ -107,7 +107,7 @@ impl Report<'_> {
             let mib = m.rss_kb / 1024.0;
             out.push((
                 "W5 >= 0.80 with peak RSS < 16 MiB".to_owned(),
-                format!("{ratio:.2}, {mib:.1} MiB"),
+                format!("{ratio:.3}, {mib:.1} MiB"),
                 ratio >= 0.80 && mib < 16.0,
             ));
         }
