@@ -415,104 +415,74 @@ fn run_rusqlite(workload: &str, db: &Path, scale: &Scale) -> Outcome {
     }
 }
 
-async fn decode(conn: &Connection, id: i64) -> User {
-    let r = conn.fetch_one(POINT, (id,)).await.expect("row");
-    read_user!(r)
+/// What W1, W2, W4 and W5 run on: one `Connection` (`aiolite`) or a
+/// `Database` (`aiolite-db`: its readers, or its writer for W4).
+#[derive(Clone)]
+enum Target {
+    Conn(Connection),
+    Db(Database),
 }
 
-async fn decode_pooled(db: &Database, id: i64) -> User {
-    let r = db.fetch_one(POINT, (id,)).await.expect("row");
-    read_user!(r)
-}
-
-/// `aiolite-db`: W1, W2, W4 and W5 through a `Database` (its readers, or
-/// its writer for W4) instead of one `Connection`.
-async fn run_aiolite_db(workload: &str, db: &Path, scale: &Scale) -> Outcome {
-    match workload {
-        "W1" => {
-            let pool = pool(db, workload).await;
-            let mut rng = Rng::new(0);
-            let mut latencies = Vec::with_capacity(scale.w1_ops);
-            let started = Instant::now();
-            for _ in 0..scale.w1_ops {
-                let t = Instant::now();
-                std::hint::black_box(decode_pooled(&pool, rng.next_id(scale.point_rows)).await);
-                latencies.push(t.elapsed());
-            }
-            Outcome {
-                latencies,
-                ..Outcome::rate(scale.w1_ops as f64, started)
-            }
-        }
-        "W2" => {
+impl Target {
+    async fn open(contestant: &str, db: &Path, workload: &str) -> Target {
+        match (contestant, workload) {
+            ("aiolite", _) => Target::Conn(options(db, workload).open().await.expect("open")),
             // One connection shared by 64 tasks: a pool with one reader.
-            let pool = Database::builder(db)
-                .readers(1)
-                .options(options(db, workload))
-                .open()
-                .await
-                .expect("open pool");
-            let per_task = scale.w2_ops / TASKS;
-            let started = Instant::now();
-            let handles: Vec<_> = (0..TASKS)
-                .map(|t| {
-                    let (pool, max) = (pool.clone(), scale.point_rows);
-                    tokio::spawn(async move {
-                        let mut rng = Rng::new(t as u64 + 1);
-                        for _ in 0..per_task {
-                            std::hint::black_box(decode_pooled(&pool, rng.next_id(max)).await);
-                        }
-                    })
-                })
-                .collect();
-            for h in handles {
-                h.await.expect("task");
-            }
-            Outcome::rate((per_task * TASKS) as f64, started)
+            (_, "W2") => Target::Db(
+                Database::builder(db)
+                    .readers(1)
+                    .options(options(db, workload))
+                    .open()
+                    .await
+                    .expect("open pool"),
+            ),
+            _ => Target::Db(pool(db, workload).await),
         }
-        "W4" => {
-            fresh(db);
-            let pool = pool(db, workload).await;
-            pool.execute_script(SCHEMA).await.expect("schema");
-            let rows = scale.bulk_rows;
-            let started = Instant::now();
-            let tx = pool.begin().await.expect("begin");
-            let n = tx
-                .execute_many(INSERT, (1..=rows).map(user))
-                .await
-                .expect("insert");
-            tx.commit().await.expect("commit");
-            assert_eq!(n as i64, rows);
-            Outcome::rate(rows as f64, started)
+    }
+
+    async fn point(&self, id: i64) -> User {
+        let r = match self {
+            Target::Conn(c) => c.fetch_one(POINT, (id,)).await,
+            Target::Db(d) => d.fetch_one(POINT, (id,)).await,
+        };
+        let r = r.expect("row");
+        read_user!(r)
+    }
+
+    async fn execute_script(&self, sql: &'static str) {
+        match self {
+            Target::Conn(c) => c.execute_script(sql).await,
+            Target::Db(d) => d.execute_script(sql).await,
         }
-        "W5" => {
-            let pool = pool(db, workload).await;
-            let started = Instant::now();
-            let mut stream = pool.stream("SELECT * FROM users", ());
-            let (mut n, mut sum) = (0i64, 0i64);
-            while let Some(r) = stream.next().await {
-                let r = r.expect("row");
-                let u: User = read_user!(r);
-                sum += u.3;
-                n += 1;
-            }
-            scan_outcome(n, sum, scale, started)
+        .expect("script");
+    }
+
+    async fn begin(&self) -> aiolite::Transaction {
+        match self {
+            Target::Conn(c) => c.begin().await,
+            Target::Db(d) => d.begin().await,
         }
-        // W3, W6, W7 use a Database already.
-        _ => run_aiolite(workload, db, scale).await,
+        .expect("begin")
+    }
+
+    fn stream(&self, sql: &'static str) -> aiolite::RowStream {
+        match self {
+            Target::Conn(c) => c.stream(sql, ()),
+            Target::Db(d) => d.stream(sql, ()),
+        }
     }
 }
 
-async fn run_aiolite(workload: &str, db: &Path, scale: &Scale) -> Outcome {
+async fn run_aiolite(contestant: &str, workload: &str, db: &Path, scale: &Scale) -> Outcome {
     match workload {
         "W1" => {
-            let c = options(db, workload).open().await.expect("open");
+            let c = Target::open(contestant, db, workload).await;
             let mut rng = Rng::new(0);
             let mut latencies = Vec::with_capacity(scale.w1_ops);
             let started = Instant::now();
             for _ in 0..scale.w1_ops {
                 let t = Instant::now();
-                std::hint::black_box(decode(&c, rng.next_id(scale.point_rows)).await);
+                std::hint::black_box(c.point(rng.next_id(scale.point_rows)).await);
                 latencies.push(t.elapsed());
             }
             Outcome {
@@ -521,25 +491,20 @@ async fn run_aiolite(workload: &str, db: &Path, scale: &Scale) -> Outcome {
             }
         }
         "W2" | "W3" => {
-            let conn = options(db, workload).open().await.expect("open");
-            let pool = if workload == "W3" {
-                Some(pool(db, workload).await)
+            let target = if workload == "W3" {
+                Target::Db(pool(db, workload).await)
             } else {
-                None
+                Target::open(contestant, db, workload).await
             };
             let per_task = scale.w2_ops / TASKS;
             let started = Instant::now();
             let handles: Vec<_> = (0..TASKS)
                 .map(|t| {
-                    let (conn, pool, max) = (conn.clone(), pool.clone(), scale.point_rows);
+                    let (target, max) = (target.clone(), scale.point_rows);
                     tokio::spawn(async move {
                         let mut rng = Rng::new(t as u64 + 1);
                         for _ in 0..per_task {
-                            let id = rng.next_id(max);
-                            match &pool {
-                                Some(db) => std::hint::black_box(decode_pooled(db, id).await),
-                                None => std::hint::black_box(decode(&conn, id).await),
-                            };
+                            std::hint::black_box(target.point(rng.next_id(max)).await);
                         }
                     })
                 })
@@ -551,11 +516,11 @@ async fn run_aiolite(workload: &str, db: &Path, scale: &Scale) -> Outcome {
         }
         "W4" => {
             fresh(db);
-            let c = options(db, workload).open().await.expect("open");
-            c.execute_script(SCHEMA).await.expect("schema");
+            let c = Target::open(contestant, db, workload).await;
+            c.execute_script(SCHEMA).await;
             let rows = scale.bulk_rows;
             let started = Instant::now();
-            let tx = c.begin().await.expect("begin");
+            let tx = c.begin().await;
             let n = tx
                 .execute_many(INSERT, (1..=rows).map(user))
                 .await
@@ -565,9 +530,9 @@ async fn run_aiolite(workload: &str, db: &Path, scale: &Scale) -> Outcome {
             Outcome::rate(rows as f64, started)
         }
         "W5" => {
-            let c = options(db, workload).open().await.expect("open");
+            let c = Target::open(contestant, db, workload).await;
             let started = Instant::now();
-            let mut stream = c.stream("SELECT * FROM users", ());
+            let mut stream = c.stream("SELECT * FROM users");
             let (mut n, mut sum) = (0i64, 0i64);
             while let Some(r) = stream.next().await {
                 let r = r.expect("row");
@@ -648,12 +613,16 @@ async fn run_aiolite(workload: &str, db: &Path, scale: &Scale) -> Outcome {
             );
             let mut handles = Vec::new();
             for t in 0..32 {
-                let (db, stop, reads, max) =
-                    (db.clone(), stop.clone(), reads.clone(), scale.point_rows);
+                let (db, stop, reads, max) = (
+                    Target::Db(db.clone()),
+                    stop.clone(),
+                    reads.clone(),
+                    scale.point_rows,
+                );
                 handles.push(tokio::spawn(async move {
                     let mut rng = Rng::new(t + 1);
                     while !stop.load(Ordering::Relaxed) {
-                        std::hint::black_box(decode_pooled(&db, rng.next_id(max)).await);
+                        std::hint::black_box(db.point(rng.next_id(max)).await);
                         reads.fetch_add(1, Ordering::Relaxed);
                     }
                 }));
@@ -702,11 +671,7 @@ fn child(contestant: &str, workload: &str, db: &Path) {
                 .enable_all()
                 .build()
                 .expect("runtime");
-            if contestant == "aiolite" {
-                rt.block_on(run_aiolite(workload, db, &scale))
-            } else {
-                rt.block_on(run_aiolite_db(workload, db, &scale))
-            }
+            rt.block_on(run_aiolite(contestant, workload, db, &scale))
         }
         other => panic!("unknown contestant {other}"),
     };

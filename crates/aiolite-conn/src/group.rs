@@ -27,8 +27,8 @@ const SAVEPOINT: &str = "aiolite_group_member";
 /// member waits behind the others.
 const MAX_MEMBERS: usize = 256;
 
-/// The answer a member's `commit()` waits for.
-pub(crate) type Waiter = oneshot::Sender<Result<()>>;
+/// Where the group's outcome reaches a member's `commit()`.
+type Waiter = oneshot::Sender<Result<()>>;
 
 /// The writer's group state.
 #[derive(Debug, Default)]
@@ -82,17 +82,18 @@ impl Worker {
         Ok(())
     }
 
-    /// Commits a member: its work joins the group, and `waiter` gets the
+    /// Commits a member: its work joins the group; the receiver gets the
     /// group's outcome. If the release fails, the member is rolled back.
-    pub(crate) fn group_release(&mut self, waiter: Waiter) -> Result<()> {
+    pub(crate) fn group_release(&mut self) -> Result<oneshot::Receiver<Result<()>>> {
         self.group.in_member = false;
         if let Err(e) = self.conn.execute_batch(&format!("RELEASE {SAVEPOINT}")) {
             self.group.in_member = true;
             self.group_rollback_member();
             return Err(e.into());
         }
+        let (waiter, outcome) = oneshot::channel();
         self.group.waiters.push(waiter);
-        Ok(())
+        Ok(outcome)
     }
 
     /// Undoes the current member's work only; the group goes on.

@@ -5,8 +5,6 @@ use std::marker::PhantomData;
 
 use crate::connection::{Channel, Connection};
 use crate::error::Result;
-use tokio::sync::oneshot;
-
 use crate::worker::{Deferred, Message};
 
 /// An open transaction, from [`Connection::begin`].
@@ -72,28 +70,25 @@ impl Transaction {
     /// transaction is rolled back; once started, the commit completes and is not
     /// followed by a rollback.
     pub async fn commit(self) -> Result<()> {
-        let (done, group_outcome) = oneshot::channel();
         let grouped = self
             .channel
             .run(|w| {
                 w.end_lease = true;
                 if w.group.in_member() {
-                    w.group_release(done)?;
-                    return Ok(true);
+                    return w.group_release().map(Some);
                 }
                 let r = w.conn.execute_batch("COMMIT");
                 if r.is_err() {
                     w.rollback_if_open("the commit failed");
                 }
                 r?;
-                Ok(false)
+                Ok(None)
             })
             .await?;
-        if grouped {
+        match grouped {
             // Answered once the group's COMMIT ran (or failed).
-            group_outcome.await.unwrap_or(Err(crate::Error::Closed))
-        } else {
-            Ok(())
+            Some(outcome) => outcome.await.unwrap_or(Err(crate::Error::Closed)),
+            None => Ok(()),
         }
     }
 

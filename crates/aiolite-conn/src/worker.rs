@@ -470,7 +470,7 @@ impl Worker {
                     kind,
                     in_flight: _in_flight,
                 } => {
-                    if kind != Kind::Begin {
+                    if kind != Kind::Begin && self.group.is_open() {
                         // Nothing but members may see the group's work
                         // before it is durable.
                         self.holding_handle(Worker::group_commit_now);
@@ -504,7 +504,9 @@ impl Worker {
                 Message::Wake => self.holding_handle(Worker::do_deferred),
             }
         };
-        self.holding_handle(Worker::group_commit_now);
+        if self.group.is_open() {
+            self.holding_handle(Worker::group_commit_now);
+        }
         self.shared.closed.store(true, Ordering::Release);
         rx.close();
         let mut other_closers = Vec::new();
@@ -1085,20 +1087,26 @@ pub(crate) fn spin_for<T>(mut ready: impl FnMut() -> Option<T>) -> Option<T> {
     {
         return None;
     }
-    let deadline = Instant::now() + CALLER_SPIN;
-    let found = loop {
+    let found = poll_for(CALLER_SPIN, &mut ready);
+    CALLERS_SPINNING.store(0, Ordering::Release);
+    found
+}
+
+/// Calls `ready` until it answers or `limit` has passed, pausing the core
+/// briefly between calls.
+fn poll_for<T>(limit: Duration, mut ready: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    loop {
         if let Some(v) = ready() {
-            break Some(v);
+            return Some(v);
         }
         if Instant::now() >= deadline {
-            break None;
+            return None;
         }
         for _ in 0..16 {
             std::hint::spin_loop();
         }
-    };
-    CALLERS_SPINNING.store(0, Ordering::Release);
-    found
+    }
 }
 
 fn spin_slots() -> usize {
@@ -1130,18 +1138,12 @@ fn next_message(rx: &mut mpsc::Receiver<Message>, eager: bool) -> Option<Message
 /// Polls the queue for up to [`SPIN`]; `None` if nothing came (or every
 /// sender is gone, which the blocking receive that follows reports).
 fn spin_on(rx: &mut mpsc::Receiver<Message>) -> Option<Message> {
-    let deadline = Instant::now() + SPIN;
-    while Instant::now() < deadline {
-        for _ in 0..32 {
-            std::hint::spin_loop();
-        }
-        match rx.try_recv() {
-            Ok(m) => return Some(m),
-            Err(mpsc::error::TryRecvError::Disconnected) => return None,
-            Err(mpsc::error::TryRecvError::Empty) => {}
-        }
-    }
-    None
+    poll_for(SPIN, || match rx.try_recv() {
+        Ok(m) => Some(Some(m)),
+        Err(mpsc::error::TryRecvError::Disconnected) => Some(None),
+        Err(mpsc::error::TryRecvError::Empty) => None,
+    })
+    .flatten()
 }
 
 /// Runs the open-time configuration: safe defaults, then the pragmas.
