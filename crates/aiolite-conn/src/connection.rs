@@ -36,7 +36,7 @@ impl Channel {
         F: FnOnce(&mut Worker) -> Result<R> + Send + 'static,
         R: Send + 'static,
     {
-        self.send(f, |_, _| {}, Kind::Plain).await
+        self.send(f, |_, _| {}, Kind::Plain, Spin::FirstPoll).await
     }
 
     /// Like [`run`](Self::run) for a request that runs one query; `read`
@@ -48,7 +48,7 @@ impl Channel {
         R: Send + 'static,
     {
         let kind = if read { Kind::Read } else { Kind::Plain };
-        self.send(f, |_, _| {}, kind).await
+        self.send(f, |_, _| {}, kind, Spin::FirstPoll).await
     }
 
     /// Like [`run`](Self::run); when the caller is gone by the time the result is
@@ -63,10 +63,24 @@ impl Channel {
         U: FnOnce(&mut Worker, R) + Send + 'static,
         R: Send + 'static,
     {
-        self.send(f, undo, Kind::Plain).await
+        self.send(f, undo, Kind::Plain, Spin::FirstPoll).await
     }
 
-    async fn send<R, F, U>(&self, f: F, undo: U, kind: Kind) -> Result<R>
+    /// Like [`run_or_undo`](Self::run_or_undo) for a request sent ahead of
+    /// need (a stream's next chunk): its first poll queues it and returns, so
+    /// the caller goes on with what it holds while the worker runs it. Waiting
+    /// on the spot there would serialize the two threads the request is
+    /// meant to overlap.
+    pub(crate) async fn prefetch<R, F, U>(&self, f: F, undo: U) -> Result<R>
+    where
+        F: FnOnce(&mut Worker) -> Result<R> + Send + 'static,
+        U: FnOnce(&mut Worker, R) + Send + 'static,
+        R: Send + 'static,
+    {
+        self.send(f, undo, Kind::Plain, Spin::LaterPoll).await
+    }
+
+    async fn send<R, F, U>(&self, f: F, undo: U, kind: Kind, spin: Spin) -> Result<R>
     where
         F: FnOnce(&mut Worker) -> Result<R> + Send + 'static,
         U: FnOnce(&mut Worker, R) + Send + 'static,
@@ -76,6 +90,7 @@ impl Channel {
             return Err(Error::Closed);
         }
         let (tx, rx) = oneshot::channel();
+        let (in_flight, in_flight_now) = worker::InFlight::start();
         let job: Job = Box::new(move |w: &mut Worker| {
             if tx.is_closed() {
                 return; // cancelled before it started
@@ -102,6 +117,7 @@ impl Channel {
                     undo(w, value);
                 }
             }
+            drop(in_flight);
             if let Err(unsent) = tx.send(result) {
                 if was_autocommit {
                     w.rollback_if_open("the caller went away");
@@ -112,13 +128,11 @@ impl Channel {
             }
         });
         let id = self.shared.next_id();
-        let (in_flight, in_flight_now) = worker::InFlight::start();
         let msg = Message::Run {
             id,
             span: Span::current(),
             job,
             kind,
-            in_flight,
         };
         // try_send first: no future to drive in the common case, and it does
         // not spend tokio's cooperative budget, which would otherwise leave a
@@ -145,10 +159,19 @@ impl Channel {
             id,
             shared: &self.shared,
             done: false,
-            spin: alone,
+            spin: if alone { spin } else { Spin::Never },
         }
         .await
     }
+}
+
+/// Which poll of a [`Reply`] may wait for the answer on the spot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Spin {
+    Never,
+    FirstPoll,
+    /// The first poll only registers; the next one may spin.
+    LaterPoll,
 }
 
 /// Waits for a request's result; dropped early, it cancels the request.
@@ -157,15 +180,20 @@ struct Reply<'a, R> {
     id: u64,
     shared: &'a Shared,
     done: bool,
-    /// Whether the first poll may wait for the answer on the spot.
-    spin: bool,
+    /// Whether this poll may wait for the answer on the spot.
+    spin: Spin,
 }
 
 impl<R> Future for Reply<'_, R> {
     type Output = Result<R>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<R>> {
-        if std::mem::take(&mut self.spin) {
+        let next = match self.spin {
+            Spin::LaterPoll => Spin::FirstPoll,
+            _ => Spin::Never,
+        };
+        let spin = std::mem::replace(&mut self.spin, next);
+        if spin == Spin::FirstPoll {
             if let Some(r) = worker::spin_for(|| match self.rx.try_recv() {
                 Ok(r) => Some(r),
                 Err(oneshot::error::TryRecvError::Empty) => None,
@@ -427,6 +455,7 @@ impl Connection {
                 },
                 |_, _| {},
                 Kind::Begin,
+                Spin::FirstPoll,
             )
             .await?;
         let channel = Channel {

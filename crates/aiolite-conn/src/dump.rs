@@ -183,7 +183,7 @@ impl State {
             self.channel().clone(),
             query.into(),
             Box::new(()),
-            Box::new(Decoded(decoder)),
+            Box::new(Decoded::new(decoder)),
         ));
         Ok(true)
     }

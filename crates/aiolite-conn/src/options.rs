@@ -252,8 +252,13 @@ impl ConnectOptions {
         self
     }
 
-    /// Rows fetched per round trip by [`Connection::stream`]. Default: 64.
+    /// Rows in the first chunk a [`Connection::stream`] fetches. Default: 64.
     /// A value of 0 is taken as 1.
+    ///
+    /// While the stream is read, each next chunk doubles, up to 4096 rows or
+    /// until a chunk takes 256 KiB, whichever comes first (never below this
+    /// size): a short result answers after a small chunk, and a long scan
+    /// pays one round trip per few thousand rows rather than per 64.
     pub fn iter_chunk_size(mut self, rows: usize) -> Self {
         self.iter_chunk_size = rows.max(1);
         self

@@ -534,7 +534,7 @@ impl Database {
     /// WAL snapshot and hold back checkpoints. As [`Connection::stream`],
     /// nothing is sent until the stream is first polled.
     pub fn stream<P: Params>(&self, sql: impl Into<Sql>, params: P) -> RowStream {
-        self.stream_reading(sql.into(), Box::new(params), Box::new(RowBlocks))
+        self.stream_reading(sql.into(), Box::new(params), Box::new(RowBlocks::default()))
     }
 
     /// Streams a query's rows decoded with `decoder` on the worker; routed as
@@ -545,7 +545,11 @@ impl Database {
         params: P,
         decoder: D,
     ) -> RowStream<D::Output> {
-        self.stream_reading(sql.into(), Box::new(params), Box::new(Decoded(decoder)))
+        self.stream_reading(
+            sql.into(),
+            Box::new(params),
+            Box::new(Decoded::new(decoder)),
+        )
     }
 
     fn stream_reading<T: Send + 'static>(

@@ -285,8 +285,9 @@ macro_rules! impl_query_methods {
                 self.channel().run(move |w| w.describe(&sql)).await
             }
 
-            /// Streams a query's rows, fetched from the worker in chunks of
-            /// `iter_chunk_size` with one chunk fetched ahead: memory stays
+            /// Streams a query's rows, fetched from the worker in chunks
+            /// (`iter_chunk_size` rows first, growing to a few hundred KiB)
+            /// with one chunk fetched ahead: memory stays
             /// bounded whatever the size of the result, and other requests on
             /// the connection are served between chunks. Dropping the stream
             /// finalizes its statement. A statement that writes
@@ -303,7 +304,7 @@ macro_rules! impl_query_methods {
                     self.channel().clone(),
                     sql.into(),
                     Box::new(params),
-                    Box::new($crate::worker::RowBlocks),
+                    Box::new($crate::worker::RowBlocks::default()),
                 )
             }
 
@@ -328,7 +329,7 @@ macro_rules! impl_query_methods {
                     self.channel().clone(),
                     sql.into(),
                     Box::new(params),
-                    Box::new($crate::worker::Decoded(decoder)),
+                    Box::new($crate::worker::Decoded::new(decoder)),
                 )
             }
 

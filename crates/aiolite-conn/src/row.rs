@@ -41,23 +41,16 @@ pub(crate) fn columns_of(stmt: &rusqlite::Statement<'_>) -> Columns {
 }
 
 /// Where one value of a [`Block`] lives. Text and blob bytes are in the
-/// block's shared byte buffer; text remembers whether it is valid UTF-8, so a
-/// bad text value is an error on read, never a panic (rusqlite's
-/// `Value::from(ValueRef)` panics on invalid UTF-8).
+/// block's shared byte buffer. Text is checked for UTF-8 when it is read
+/// (see [`Row::get`]), on the caller's thread rather than on the worker, which
+/// is the busier of the two in a scan.
 #[derive(Clone, Copy, PartialEq)]
 enum Cell {
     Null,
     Integer(i64),
     Real(f64),
-    Text {
-        start: usize,
-        len: usize,
-        utf8: bool,
-    },
-    Blob {
-        start: usize,
-        len: usize,
-    },
+    Text { start: usize, len: usize },
+    Blob { start: usize, len: usize },
 }
 
 impl Cell {
@@ -101,14 +94,31 @@ pub(crate) struct RowsBuilder {
 
 impl RowsBuilder {
     pub(crate) fn new(columns: Columns) -> RowsBuilder {
+        RowsBuilder::with_capacity(columns, 0, 0)
+    }
+
+    /// Room for `rows` rows and `bytes` bytes of text and blobs up front: a
+    /// stream's chunks are alike, and growing the buffers row by row would
+    /// copy them over and over.
+    pub(crate) fn with_capacity(columns: Columns, rows: usize, bytes: usize) -> RowsBuilder {
         RowsBuilder {
             block: Block {
+                cells: Vec::with_capacity(rows * columns.len()),
+                bytes: Vec::with_capacity(bytes),
                 columns,
-                cells: Vec::new(),
-                bytes: Vec::new(),
             },
             rows: 0,
         }
+    }
+
+    /// The bytes of text and blobs collected so far.
+    pub(crate) fn payload(&self) -> usize {
+        self.block.bytes.len()
+    }
+
+    /// The memory the rows collected so far take.
+    pub(crate) fn footprint(&self) -> usize {
+        self.block.bytes.len() + self.block.cells.len() * std::mem::size_of::<Cell>()
     }
 
     pub(crate) fn push(&mut self, row: &rusqlite::Row<'_>) -> rusqlite::Result<()> {
@@ -124,7 +134,6 @@ impl RowsBuilder {
                     Cell::Text {
                         start,
                         len: t.len(),
-                        utf8: std::str::from_utf8(t).is_ok(),
                     }
                 }
                 ValueRef::Blob(b) => {
@@ -212,10 +221,15 @@ impl Row {
     pub fn get<T: FromSql, I: RowIndex>(&self, index: I) -> Result<T> {
         let i = index.index(self)?;
         let cell = self.cell(i);
-        if let Cell::Text { utf8: false, .. } = cell {
-            return Err(self.decode_error::<T>(i, "TEXT that is not valid UTF-8".to_owned()));
+        let value = self.block.value(self.start + i);
+        // rusqlite's `Value` conversion panics on invalid UTF-8; checked here
+        // it is an error for every target type.
+        if let ValueRef::Text(t) = value {
+            if std::str::from_utf8(t).is_err() {
+                return Err(self.decode_error::<T>(i, "TEXT that is not valid UTF-8".to_owned()));
+            }
         }
-        T::column_result(self.block.value(self.start + i)).map_err(|e| {
+        T::column_result(value).map_err(|e| {
             let found = match e {
                 FromSqlError::InvalidType => cell.type_name().to_owned(),
                 FromSqlError::OutOfRange(v) => format!("INTEGER {v}, out of range"),

@@ -31,9 +31,10 @@ enum State<T> {
 /// [`Connection::stream_with`](crate::Connection::stream_with), decoded on the
 /// worker.
 ///
-/// Rows arrive in chunks of `iter_chunk_size`; the next chunk is requested as
-/// soon as one arrives, so the worker fetches while you process. Memory holds
-/// at most two chunks. Dropping the stream finalizes its statement.
+/// Rows arrive in chunks: `iter_chunk_size` rows first, each next chunk twice
+/// as many up to 4096 rows or 256 KiB. The next chunk is requested as soon as
+/// one arrives, so the worker fetches while you process. Memory holds at most
+/// two chunks. Dropping the stream finalizes its statement.
 ///
 /// ```
 /// # async fn demo(conn: aiolite_conn::Connection) -> aiolite_conn::Result<()> {
@@ -90,7 +91,7 @@ impl<T: Send + 'static> RowStream<T> {
     fn fetch(channel: Channel, id: u64, mut reader: Reader<T>) -> ChunkFuture<T> {
         Box::pin(async move {
             channel
-                .run_or_undo(
+                .prefetch(
                     move |w| Ok((w.fetch_cursor(id, &mut *reader)?, reader)),
                     close_unread,
                 )

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
+use rusqlite::types::ValueRef;
 use rusqlite::{CachedStatement, Statement};
 use self_cell::{self_cell, MutBorrow};
 use tokio::sync::{mpsc, oneshot};
@@ -50,8 +51,6 @@ pub(crate) enum Message {
         job: Job,
         /// What the worker may do with it beyond running it.
         kind: Kind,
-        /// Counts the request as in flight until the message is gone.
-        in_flight: InFlight,
     },
     Close(oneshot::Sender<Result<()>>),
     /// Nothing to do; lets an idle worker notice dropped cursors.
@@ -203,7 +202,19 @@ self_cell!(
 struct Parked {
     cursor: Cursor,
     columns: Columns,
+    /// Rows in the next chunk (see [`Worker::fetch_cursor`]).
+    rows: usize,
 }
+
+/// A stream's chunks double from `iter_chunk_size` rows up to this many, while
+/// a chunk takes less than [`GROW_BELOW`] bytes. Every chunk is a round trip
+/// and a hand-over between two threads; a long scan in chunks of 64 rows pays
+/// that every few microseconds.
+const MAX_CHUNK_ROWS: usize = 4096;
+
+/// A chunk that takes this much memory stops the growth: memory stays bounded
+/// by a few chunks of this size, whatever the rows hold.
+const GROW_BELOW: usize = 256 * 1024;
 
 /// A chunk of a stream's items; `cursor` is `None` once the result is exhausted.
 pub(crate) struct Chunk<T> {
@@ -225,10 +236,18 @@ pub(crate) trait ReadChunk: Send + 'static {
         max: usize,
         columns: &mut Option<Columns>,
     ) -> Result<(Vec<Self::Item>, bool)>;
+
+    /// About how much memory the last chunk read takes.
+    fn footprint(&self) -> usize;
 }
 
 /// Owned [`Row`]s, in blocks.
-pub(crate) struct RowBlocks;
+#[derive(Default)]
+pub(crate) struct RowBlocks {
+    /// Text and blob bytes per row in the last chunk, to size the next.
+    payload_per_row: usize,
+    footprint: usize,
+}
 
 impl ReadChunk for RowBlocks {
     type Item = Row;
@@ -239,12 +258,35 @@ impl ReadChunk for RowBlocks {
         max: usize,
         columns: &mut Option<Columns>,
     ) -> Result<(Vec<Row>, bool)> {
-        read_rows(rows, max, columns, columns_of)
+        let (block, done) = read_block(rows, max, columns, columns_of, self.payload_per_row)?;
+        let Some(block) = block else {
+            self.footprint = 0;
+            return Ok((Vec::new(), done));
+        };
+        self.payload_per_row = block.payload() / block.len().max(1);
+        self.footprint = block.footprint();
+        Ok((block.finish(), done))
+    }
+
+    fn footprint(&self) -> usize {
+        self.footprint
     }
 }
 
 /// Values from a [`RowDecoder`].
-pub(crate) struct Decoded<D>(pub(crate) D);
+pub(crate) struct Decoded<D> {
+    decoder: D,
+    footprint: usize,
+}
+
+impl<D> Decoded<D> {
+    pub(crate) fn new(decoder: D) -> Decoded<D> {
+        Decoded {
+            decoder,
+            footprint: 0,
+        }
+    }
+}
 
 impl<D: RowDecoder> ReadChunk for Decoded<D> {
     type Item = D::Output;
@@ -255,15 +297,42 @@ impl<D: RowDecoder> ReadChunk for Decoded<D> {
         max: usize,
         _: &mut Option<Columns>,
     ) -> Result<(Vec<D::Output>, bool)> {
-        let mut out = Vec::with_capacity(max.min(1024));
+        let mut out = Vec::with_capacity(max.min(MAX_CHUNK_ROWS));
+        // What the decoded values hold on the heap is out of sight; the
+        // first row's text and blob bytes stand in for every row's.
+        let mut per_row = std::mem::size_of::<D::Output>();
+        let mut done = false;
         while out.len() < max {
             match rows.next()? {
-                Some(row) => out.push(self.0.decode(row)?),
-                None => return Ok((out, true)),
+                Some(row) => {
+                    if out.is_empty() {
+                        per_row += payload_of(row);
+                    }
+                    out.push(self.decoder.decode(row)?);
+                }
+                None => {
+                    done = true;
+                    break;
+                }
             }
         }
-        Ok((out, false))
+        self.footprint = per_row * out.len();
+        Ok((out, done))
     }
+
+    fn footprint(&self) -> usize {
+        self.footprint
+    }
+}
+
+/// The bytes of text and blobs in a row.
+fn payload_of(row: &rusqlite::Row<'_>) -> usize {
+    (0..row.as_ref().column_count())
+        .map(|i| match row.get_ref(i) {
+            Ok(ValueRef::Text(b) | ValueRef::Blob(b)) => b.len(),
+            _ => 0,
+        })
+        .sum()
 }
 
 /// What a request sees: the connection and the worker's bookkeeping.
@@ -468,7 +537,6 @@ impl Worker {
                     span,
                     job,
                     kind,
-                    in_flight: _in_flight,
                 } => {
                     if kind != Kind::Begin && self.group.is_open() {
                         // Nothing but members may see the group's work
@@ -642,7 +710,6 @@ impl Worker {
                     span,
                     job,
                     kind: Kind::Read,
-                    in_flight: _in_flight,
                 }) => self.run(id, span, job),
                 Ok(other) => {
                     next = Some(other);
@@ -961,7 +1028,14 @@ impl Worker {
         let columns = columns.unwrap_or_else(|| Arc::from(Vec::new()));
         self.next_cursor += 1;
         let id = self.next_cursor;
-        self.cursors.insert(id, Parked { cursor, columns });
+        self.cursors.insert(
+            id,
+            Parked {
+                cursor,
+                columns,
+                rows: self.chunk_size,
+            },
+        );
         self.fetch_cursor(id, reader)
     }
 
@@ -971,14 +1045,17 @@ impl Worker {
         id: u64,
         reader: &mut R,
     ) -> Result<Chunk<R::Item>> {
-        let chunk_size = self.chunk_size;
         let parked = self.cursors.get_mut(&id).ok_or(Error::Cancelled(
             "the stream's statement was already finalized",
         ))?;
+        let max = parked.rows;
         let mut columns = Some(Arc::clone(&parked.columns));
         let result = parked.cursor.with_dependent_mut(|_, rows| {
-            rows.with_dependent_mut(|_, rows| reader.read(rows, chunk_size, &mut columns))
+            rows.with_dependent_mut(|_, rows| reader.read(rows, max, &mut columns))
         });
+        if reader.footprint() < GROW_BELOW {
+            parked.rows = (max * 2).min(MAX_CHUNK_ROWS).max(self.chunk_size);
+        }
         match result {
             Ok((rows, false)) => Ok(Chunk {
                 rows,
@@ -1044,8 +1121,10 @@ const CALLER_SPIN: Duration = Duration::from_micros(25);
 /// workers and callers need.
 static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
 
-/// One request in flight; counted from [`InFlight::start`] until dropped
-/// (when its message has been served, skipped or discarded).
+/// One request in flight; counted from [`InFlight::start`] until dropped:
+/// just before its answer is sent, or with its message when it is skipped or
+/// discarded. Dropped before the answer, so a caller that sends its next
+/// request the moment it is answered finds itself alone in flight.
 #[derive(Debug)]
 pub(crate) struct InFlight(());
 
@@ -1231,21 +1310,38 @@ fn read_rows(
     rows: &mut rusqlite::Rows<'_>,
     max: usize,
     columns: &mut Option<Columns>,
-    mut columns_for: impl FnMut(&Statement<'_>) -> Columns,
+    columns_for: impl FnMut(&Statement<'_>) -> Columns,
 ) -> Result<(Vec<Row>, bool)> {
+    let (block, done) = read_block(rows, max, columns, columns_for, 0)?;
+    Ok((block.map_or_else(Vec::new, RowsBuilder::finish), done))
+}
+
+/// Up to `max` rows into one block (`None` when there were none), sized for
+/// `payload_per_row` bytes of text and blobs per row; `true` once the result
+/// is exhausted.
+fn read_block(
+    rows: &mut rusqlite::Rows<'_>,
+    max: usize,
+    columns: &mut Option<Columns>,
+    mut columns_for: impl FnMut(&Statement<'_>) -> Columns,
+    payload_per_row: usize,
+) -> Result<(Option<RowsBuilder>, bool)> {
     let mut out: Option<RowsBuilder> = None;
     while out.as_ref().map_or(0, RowsBuilder::len) < max {
         let Some(row) = rows.next()? else {
-            return Ok((out.map_or_else(Vec::new, RowsBuilder::finish), true));
+            return Ok((out, true));
         };
         let builder = out.get_or_insert_with(|| {
-            RowsBuilder::new(Arc::clone(
-                columns.get_or_insert_with(|| columns_for(row.as_ref())),
-            ))
+            let rows = max.min(MAX_CHUNK_ROWS);
+            RowsBuilder::with_capacity(
+                Arc::clone(columns.get_or_insert_with(|| columns_for(row.as_ref()))),
+                rows,
+                rows * payload_per_row,
+            )
         });
         builder.push(row)?;
     }
-    Ok((out.map_or_else(Vec::new, RowsBuilder::finish), false))
+    Ok((out, false))
 }
 
 /// Refuses SQL that SQLite would silently cut short.
@@ -1315,6 +1411,69 @@ mod tests {
         assert!(!is_dml("CREATE TABLE t(x)"));
         assert!(!is_dml("-- only a comment"));
         assert!(!is_dml("INSERTED"));
+    }
+
+    /// The lengths of a stream's chunks over `sql`, read through `reader`.
+    fn chunk_lengths<R: ReadChunk>(w: &mut Worker, sql: &str, mut reader: R) -> Vec<usize> {
+        let mut chunk = w.open_cursor(sql, &(), &mut reader).expect("open");
+        let mut lengths = vec![chunk.rows.len()];
+        while let Some(id) = chunk.cursor {
+            chunk = w.fetch_cursor(id, &mut reader).expect("fetch");
+            lengths.push(chunk.rows.len());
+        }
+        lengths
+    }
+
+    #[test]
+    fn chunks_grow_until_they_are_big() {
+        let opts = ConnectOptions::in_memory().iter_chunk_size(4);
+        let mut w = Worker::open(&opts, Arc::new(Shared::default())).expect("open");
+        w.conn
+            .execute_batch(
+                "CREATE TABLE small(x); CREATE TABLE big(b);
+                 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000)
+                 INSERT INTO small SELECT i FROM n;
+                 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 42)
+                 INSERT INTO big SELECT zeroblob(100000) FROM n;",
+            )
+            .expect("fill");
+
+        // Small rows: doubling from 4 up to the cap, then the rest.
+        let mut expected: Vec<usize> = (2..=12).map(|p| 1 << p).collect();
+        let mut left = 20000 - expected.iter().sum::<usize>();
+        while left > 0 {
+            expected.push(left.min(MAX_CHUNK_ROWS));
+            left -= left.min(MAX_CHUNK_ROWS);
+        }
+        assert_eq!(
+            chunk_lengths(&mut w, "SELECT x FROM small", RowBlocks::default()),
+            expected
+        );
+
+        // 100 kB rows: a chunk of 4 passes GROW_BELOW, so it grows no more.
+        let expected = [4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 2];
+        assert_eq!(
+            chunk_lengths(&mut w, "SELECT b FROM big", RowBlocks::default()),
+            expected
+        );
+        let blob_len = |row: &rusqlite::Row<'_>| Ok(row.get::<_, Vec<u8>>(0)?.len());
+        assert_eq!(
+            chunk_lengths(&mut w, "SELECT b FROM big", Decoded::new(blob_len)),
+            expected
+        );
+        let opts = ConnectOptions::in_memory().iter_chunk_size(1);
+        let mut w1 = Worker::open(&opts, Arc::new(Shared::default())).expect("open");
+        w1.conn
+            .execute_batch(
+                "CREATE TABLE big(b);
+                 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 12)
+                 INSERT INTO big SELECT zeroblob(100000) FROM n;",
+            )
+            .expect("fill");
+        assert_eq!(
+            chunk_lengths(&mut w1, "SELECT b FROM big", RowBlocks::default()),
+            [1, 2, 4, 4, 1]
+        );
     }
 
     #[test]
