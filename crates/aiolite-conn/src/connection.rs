@@ -6,7 +6,7 @@ use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
@@ -16,6 +16,7 @@ use tracing::Span;
 use crate::error::{Error, Result};
 use crate::migrate::{MigrationReport, Migrations};
 use crate::options::{ConnectOptions, TransactionBehavior};
+use crate::params::Params;
 use crate::transaction::Transaction;
 use crate::worker::{self, Job, Kind, Message, Shared, Worker, WorkerThread};
 
@@ -78,6 +79,71 @@ impl Channel {
         R: Send + 'static,
     {
         self.send(f, undo, Kind::Plain, Spin::LaterPoll).await
+    }
+
+    /// `execute_many` on a lease: the caller draws the parameter sets and
+    /// sends them in chunks, keeping one chunk queued behind the one running,
+    /// so it builds the next chunk while the worker runs the last. The lease
+    /// lets nobody else in between chunks; a failed chunk makes the worker
+    /// skip the ones queued behind it, so nothing after the first error runs.
+    /// Each chunk comes back to be dropped here, on the thread that built it:
+    /// freed on the worker, every value would take the allocator's lock of
+    /// the caller's arena, against the caller building the next chunk.
+    pub(crate) async fn execute_many_in_chunks<I>(&self, sql: Sql, params: I) -> Result<usize>
+    where
+        I: IntoIterator,
+        I::Item: Params,
+    {
+        let sql: Arc<str> = Arc::from(sql);
+        let failed = Arc::new(AtomicBool::new(false));
+        let mut items = params.into_iter();
+        let mut total = 0;
+        type Pending<'a, T> = Pin<Box<dyn Future<Output = Result<(usize, Vec<T>)>> + Send + 'a>>;
+        let mut running: Option<Pending<'_, I::Item>> = None;
+        let mut size = FIRST_PARAMS_CHUNK;
+        loop {
+            let chunk: Vec<I::Item> = items.by_ref().take(size).collect();
+            let last = chunk.len() < size;
+            size = (size * 2).min(MAX_PARAMS_CHUNK);
+            if chunk.is_empty() && running.is_some() {
+                break;
+            }
+            let (sql, failed) = (Arc::clone(&sql), Arc::clone(&failed));
+            let mut next: Pending<'_, I::Item> = Box::pin(self.send(
+                move |w| {
+                    if failed.load(Ordering::Acquire) {
+                        return Err(Error::Cancelled("an earlier parameter set failed"));
+                    }
+                    match w.execute_many::<_, I::Item>(&sql, &chunk) {
+                        Ok(n) => Ok((n, chunk)),
+                        Err(e) => {
+                            failed.store(true, Ordering::Release);
+                            Err(e)
+                        }
+                    }
+                },
+                |_, _| {},
+                Kind::Plain,
+                Spin::LaterPoll,
+            ));
+            // Queue it now; its answer is awaited after the one before.
+            if let Poll::Ready(r) = next
+                .as_mut()
+                .poll(&mut Context::from_waker(std::task::Waker::noop()))
+            {
+                next = Box::pin(std::future::ready(r));
+            }
+            if let Some(before) = running.replace(next) {
+                total += before.await?.0;
+            }
+            if last {
+                break;
+            }
+        }
+        if let Some(before) = running {
+            total += before.await?.0;
+        }
+        Ok(total)
     }
 
     async fn send<R, F, U>(&self, f: F, undo: U, kind: Kind, spin: Spin) -> Result<R>
@@ -164,6 +230,12 @@ impl Channel {
         .await
     }
 }
+
+/// Parameter sets in the first chunk of a chunked `execute_many`; each next
+/// chunk doubles, up to [`MAX_PARAMS_CHUNK`]. A short call is one request;
+/// a bulk load pays one round trip per thousand rows.
+const FIRST_PARAMS_CHUNK: usize = 64;
+const MAX_PARAMS_CHUNK: usize = 1024;
 
 /// Which poll of a [`Reply`] may wait for the answer on the spot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -57,6 +57,13 @@ macro_rules! impl_query_methods {
             /// returns the total of rows changed. It opens no transaction of its
             /// own: wrap it in one for speed and atomicity.
             ///
+            /// Inside a transaction, the parameter sets are drawn here, on
+            /// the caller's thread, and sent in chunks while the worker
+            /// inserts the chunk before: building the values and SQLite's work
+            /// run side by side. Elsewhere, the iterator runs on the worker in
+            /// one request, so other users of the connection cannot slip
+            /// statements between its rows.
+            ///
             /// # Errors
             /// As [`execute`](Self::execute); the sets before a failing one stay
             /// applied unless a transaction is rolled back.
@@ -73,8 +80,12 @@ macro_rules! impl_query_methods {
                 I::Item: $crate::Params,
             {
                 let sql = sql.into();
-                self.channel()
-                    .run(move |w| w.execute_many(&sql, params))
+                let channel = self.channel();
+                if channel.is_lease {
+                    return channel.execute_many_in_chunks(sql, params).await;
+                }
+                channel
+                    .run(move |w| w.execute_many::<_, I::Item>(&sql, params))
                     .await
             }
 

@@ -865,16 +865,19 @@ impl Worker {
         Ok(self.conn.last_insert_rowid())
     }
 
-    pub(crate) fn execute_many<I>(&self, sql: &str, params: I) -> Result<usize>
+    pub(crate) fn execute_many<I, P>(&self, sql: &str, params: I) -> Result<usize>
     where
         I: IntoIterator,
-        I::Item: Params,
+        I::Item: std::borrow::Borrow<P>,
+        P: Params + ?Sized,
     {
         let started = Instant::now();
         let mut stmt = self.prepare(sql)?;
         let mut total = 0;
         for p in params {
-            p.bind(&mut stmt).map_err(|e| e.attach_sql(sql))?;
+            std::borrow::Borrow::<P>::borrow(&p)
+                .bind(&mut stmt)
+                .map_err(|e| e.attach_sql(sql))?;
             self.implicit_begin(sql)?;
             let before = self.conn.total_changes();
             let mut rows = stmt.raw_query();
