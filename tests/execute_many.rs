@@ -5,7 +5,7 @@
 
 mod common;
 
-use aiolite::{Connection, Database, Error};
+use aiolite::{ConnectOptions, Connection, Database, Error};
 
 use common::{scalar, scalar_in};
 
@@ -22,7 +22,22 @@ async fn table(conn: &Connection) {
 
 #[tokio::test]
 async fn every_set_runs_once_in_order_across_chunks() {
-    let conn = Connection::open_in_memory().await.expect("open");
+    in_order(Connection::open_in_memory().await.expect("open")).await;
+}
+
+#[tokio::test]
+async fn a_queue_of_one_keeps_the_chunks_in_order() {
+    // The next chunk waits for room behind the one queued; it must never
+    // take the place of one still waiting.
+    let conn = ConnectOptions::in_memory()
+        .queue_bound(1)
+        .open()
+        .await
+        .expect("open");
+    in_order(conn).await;
+}
+
+async fn in_order(conn: Connection) {
     table(&conn).await;
     let tx = conn.begin().await.expect("begin");
     let n = tx

@@ -98,8 +98,7 @@ impl Channel {
         let failed = Arc::new(AtomicBool::new(false));
         let mut items = params.into_iter();
         let mut total = 0;
-        type Pending<'a, T> = Pin<Box<dyn Future<Output = Result<(usize, Vec<T>)>> + Send + 'a>>;
-        let mut running: Option<Pending<'_, I::Item>> = None;
+        let mut running: Option<Reply<'_, (usize, Vec<I::Item>)>> = None;
         let mut size = FIRST_PARAMS_CHUNK;
         loop {
             let chunk: Vec<I::Item> = items.by_ref().take(size).collect();
@@ -109,30 +108,27 @@ impl Channel {
                 break;
             }
             let (sql, failed) = (Arc::clone(&sql), Arc::clone(&failed));
-            let mut next: Pending<'_, I::Item> = Box::pin(self.send(
-                move |w| {
-                    if failed.load(Ordering::Acquire) {
-                        return Err(Error::Cancelled("an earlier parameter set failed"));
-                    }
-                    match w.execute_many::<_, I::Item>(&sql, &chunk) {
-                        Ok(n) => Ok((n, chunk)),
-                        Err(e) => {
-                            failed.store(true, Ordering::Release);
-                            Err(e)
+            // Queued before the answer to the chunk ahead of it is awaited,
+            // and in order: each waits here for room in the queue.
+            let next = self
+                .enqueue(
+                    move |w| {
+                        if failed.load(Ordering::Acquire) {
+                            return Err(Error::Cancelled("an earlier parameter set failed"));
                         }
-                    }
-                },
-                |_, _| {},
-                Kind::Plain,
-                Spin::LaterPoll,
-            ));
-            // Queue it now; its answer is awaited after the one before.
-            if let Poll::Ready(r) = next
-                .as_mut()
-                .poll(&mut Context::from_waker(std::task::Waker::noop()))
-            {
-                next = Box::pin(std::future::ready(r));
-            }
+                        match w.execute_many::<_, I::Item>(&sql, &chunk) {
+                            Ok(n) => Ok((n, chunk)),
+                            Err(e) => {
+                                failed.store(true, Ordering::Release);
+                                Err(e)
+                            }
+                        }
+                    },
+                    |_, _| {},
+                    Kind::Plain,
+                    Spin::FirstPoll,
+                )
+                .await?;
             if let Some(before) = running.replace(next) {
                 total += before.await?.0;
             }
@@ -147,6 +143,17 @@ impl Channel {
     }
 
     async fn send<R, F, U>(&self, f: F, undo: U, kind: Kind, spin: Spin) -> Result<R>
+    where
+        F: FnOnce(&mut Worker) -> Result<R> + Send + 'static,
+        U: FnOnce(&mut Worker, R) + Send + 'static,
+        R: Send + 'static,
+    {
+        self.enqueue(f, undo, kind, spin).await?.await
+    }
+
+    /// Queues a request (waiting for room in a full queue) and returns the
+    /// wait for its answer.
+    async fn enqueue<R, F, U>(&self, f: F, undo: U, kind: Kind, spin: Spin) -> Result<Reply<'_, R>>
     where
         F: FnOnce(&mut Worker) -> Result<R> + Send + 'static,
         U: FnOnce(&mut Worker, R) + Send + 'static,
@@ -220,14 +227,13 @@ impl Channel {
             }
             Err(mpsc::error::TrySendError::Closed(_)) => return Err(Error::Closed),
         };
-        Reply {
+        Ok(Reply {
             rx,
             id,
             shared: &self.shared,
             done: false,
             spin: if alone { spin } else { Spin::Never },
-        }
-        .await
+        })
     }
 }
 
