@@ -32,7 +32,7 @@ async fn dumping_a_large_table_has_flat_memory() {
         if lines == 1000 {
             baseline = Some(rss_kib());
         }
-        if lines % 50_000 == 0 {
+        if lines.is_multiple_of(50_000) {
             peak = peak.max(rss_kib());
         }
     }

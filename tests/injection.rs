@@ -98,7 +98,7 @@ async fn hostile_values_and_identifiers_stay_data() {
     .await
     .expect("schema");
     conn.call(|c| {
-        c.trace_v2(TraceEventCodes::SQLITE_TRACE_STMT, Some(record));
+        c.trace_v2(TraceEventCodes::SQLITE_TRACE_STMT, Some(record))?;
         Ok::<_, aiolite::Error>(())
     })
     .await

@@ -64,6 +64,23 @@ fn ident(name: &str) -> String {
     name.replace('"', "\"\"")
 }
 
+/// Cell `i` of a dumped row: `quote()`'s text, or a REAL zero, written with
+/// its sign so that `-0.0` restores as `-0.0` (Python writes `0.0`).
+fn cell<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> rusqlite::Result<&'r str> {
+    use rusqlite::types::{Type, ValueRef};
+    match row.get_ref(i)? {
+        ValueRef::Text(t) => std::str::from_utf8(t)
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, Type::Text, Box::new(e))),
+        ValueRef::Real(z) if z.is_sign_negative() => Ok("-0.0"),
+        ValueRef::Real(_) => Ok("0.0"),
+        other => Err(rusqlite::Error::InvalidColumnType(
+            i,
+            "a dumped value".to_owned(),
+            other.data_type(),
+        )),
+    }
+}
+
 /// Python's `str()` of a value, for the `sqlite_sequence` lines.
 fn python_str(v: &Value) -> String {
     match v {
@@ -165,19 +182,33 @@ impl State {
             .clone()
             .run(move |w| w.query_map(&pragma, &(), |row| row.get::<_, String>(1)))
             .await?;
-        let values = columns
+        // Python builds each line in SQL from `quote()` of every column.
+        // aiolite asks SQLite for the same `quote()` texts and joins them
+        // here, so that the one value `quote()` cannot write comes back raw:
+        // a REAL zero, whose sign `quote()` drops (-0.0 is written `0.0`).
+        let cells = columns
             .iter()
-            .map(|c| format!(r#"'||quote("{}")||'"#, ident(c)))
+            .map(|c| {
+                let c = ident(c);
+                format!(
+                    r#"CASE WHEN typeof("{c}") = 'real' AND "{c}" = 0 THEN "{c}" ELSE quote("{c}") END"#
+                )
+            })
             .collect::<Vec<_>>()
             .join(",");
-        // Python puts the name into the string literal as is, and fails on a
-        // name with a `'`; doubling it gives the same text for every other
-        // name and a working dump for those.
-        let literal = table.replace('\'', "''");
-        let query = format!(r#"SELECT 'INSERT INTO "{literal}" VALUES({values})' FROM "{table}";"#);
-        let decoder = |row: &rusqlite::Row<'_>| -> Result<String> {
-            let text: String = row.get(0)?;
-            Ok(format!("{text};"))
+        let query = format!(r#"SELECT {cells} FROM "{table}";"#);
+        let prefix = format!(r#"INSERT INTO "{table}" VALUES("#);
+        let decoder = move |row: &rusqlite::Row<'_>| -> Result<String> {
+            let mut line = String::with_capacity(prefix.len() + 64);
+            line.push_str(&prefix);
+            for i in 0..row.as_ref().column_count() {
+                if i > 0 {
+                    line.push(',');
+                }
+                line.push_str(cell(row, i)?);
+            }
+            line.push_str(");");
+            Ok(line)
         };
         self.rows = Some(RowStream::new(
             self.channel().clone(),

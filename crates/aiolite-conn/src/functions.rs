@@ -248,7 +248,7 @@ impl Connection {
         aggregate: D,
     ) -> Result<()>
     where
-        A: RefUnwindSafe + UnwindSafe,
+        A: RefUnwindSafe + UnwindSafe + Send,
         T: SqlFnOutput,
         D: Aggregate<A, T> + Send + 'static,
     {
@@ -276,7 +276,7 @@ impl Connection {
         window: W,
     ) -> Result<()>
     where
-        A: RefUnwindSafe + UnwindSafe,
+        A: RefUnwindSafe + UnwindSafe + Send,
         T: SqlFnOutput,
         W: WindowAggregate<A, T> + Send + 'static,
     {
@@ -296,7 +296,9 @@ impl Connection {
     ) -> Result<()>
     where
         D: Send + 'static,
-        R: FnOnce(&rusqlite::Connection, &str, Guarded<D>) -> rusqlite::Result<()> + Send + 'static,
+        R: FnOnce(&mut rusqlite::Connection, &str, Guarded<D>) -> rusqlite::Result<()>
+            + Send
+            + 'static,
     {
         check_arity(n_args)?;
         let name = name.to_owned();
@@ -307,7 +309,7 @@ impl Connection {
                     name: name.clone(),
                     shared: Arc::clone(&w.shared),
                 };
-                register(&w.conn, &name, guarded)?;
+                register(&mut w.conn, &name, guarded)?;
                 Ok(())
             })
             .await
@@ -430,7 +432,7 @@ impl Database {
         aggregate: D,
     ) -> Result<()>
     where
-        A: RefUnwindSafe + UnwindSafe,
+        A: RefUnwindSafe + UnwindSafe + Send,
         T: SqlFnOutput,
         D: Aggregate<A, T> + Send + Sync + 'static,
     {
@@ -457,7 +459,7 @@ impl Database {
         window: W,
     ) -> Result<()>
     where
-        A: RefUnwindSafe + UnwindSafe,
+        A: RefUnwindSafe + UnwindSafe + Send,
         T: SqlFnOutput,
         W: WindowAggregate<A, T> + Send + Sync + 'static,
     {

@@ -5,7 +5,6 @@
 //! `catch_unwind`: a panic stops the statement that triggered it and becomes
 //! that request's [`Error::Panic`](crate::Error::Panic), and the connection keeps working.
 
-use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
@@ -45,7 +44,7 @@ fn gcd(a: i32, b: i32) -> i32 {
 /// chained behind it: SQLite calls the pair every `gcd(n, 1000)` instructions,
 /// the cancellation check runs each time, the user's handler every `n`.
 pub(crate) fn install_progress_handler(
-    conn: &rusqlite::Connection,
+    conn: &mut rusqlite::Connection,
     shared: &Arc<Shared>,
     user: Option<(i32, ProgressFn)>,
 ) -> rusqlite::Result<()> {
@@ -78,7 +77,7 @@ pub(crate) fn install_progress_handler(
 /// panicked into a rollback (so an autocommit write that went wrong is not
 /// kept), then asks the user's hook, if any.
 pub(crate) fn install_commit_hook(
-    conn: &rusqlite::Connection,
+    conn: &mut rusqlite::Connection,
     shared: &Arc<Shared>,
     mut user: Option<CommitFn>,
 ) -> rusqlite::Result<()> {
@@ -94,33 +93,20 @@ pub(crate) fn install_commit_hook(
     }))
 }
 
-type TraceFn = Box<dyn FnMut(&str)>;
-
-thread_local! {
-    /// The trace callback of the connection this worker thread owns.
-    /// rusqlite's `trace_v2` takes a plain `fn`, with no room for a closure:
-    /// each worker thread owns exactly one connection, so a thread-local slot
-    /// routes the events to that connection's callback and no other.
-    static TRACE: RefCell<Option<(Arc<Shared>, TraceFn)>> = const { RefCell::new(None) };
-}
-
-fn route_trace(event: TraceEvent<'_>) {
-    let TraceEvent::Stmt(stmt, sql) = event else {
-        return;
-    };
-    TRACE.with(|slot| {
-        // A callback that re-enters SQLite on this thread would find the slot
-        // borrowed; it is skipped rather than deadlocked.
-        let Ok(mut slot) = slot.try_borrow_mut() else {
+/// Hands SQLite's statement events to the user's callback, with the SQL
+/// expanded as Python's sqlite3 passes it.
+fn route_trace(
+    shared: Arc<Shared>,
+    mut f: impl FnMut(&str) + Send + 'static,
+) -> impl FnMut(TraceEvent<'_>) + Send + 'static {
+    move |event| {
+        let TraceEvent::Stmt(stmt, sql) = event else {
             return;
         };
-        if let Some((shared, f)) = slot.as_mut() {
-            // Python's sqlite3 passes the SQL with its parameters expanded.
-            let text = stmt.expanded_sql();
-            let text = text.as_deref().unwrap_or(sql);
-            guarded(shared, "the trace callback", (), || f(text));
-        }
-    });
+        let text = stmt.expanded_sql();
+        let text = text.as_deref().unwrap_or(sql);
+        guarded(&shared, "the trace callback", (), || f(text));
+    }
 }
 
 impl Connection {
@@ -150,7 +136,7 @@ impl Connection {
             _ => None,
         };
         self.channel()
-            .run(move |w| Ok(install_progress_handler(&w.conn, &w.shared, user)?))
+            .run(move |w| Ok(install_progress_handler(&mut w.conn, &w.shared, user)?))
             .await
     }
 
@@ -170,16 +156,14 @@ impl Connection {
     {
         self.channel()
             .run(move |w| {
-                let shared = Arc::clone(&w.shared);
-                let enabled = f.is_some();
-                TRACE.with(|slot| {
-                    *slot.borrow_mut() = f.map(|f| (shared, Box::new(f) as TraceFn));
-                });
-                if enabled {
-                    w.conn
-                        .trace_v2(TraceEventCodes::SQLITE_TRACE_STMT, Some(route_trace));
-                } else {
-                    w.conn.trace_v2(TraceEventCodes::empty(), None);
+                match f {
+                    Some(f) => w.conn.trace_v2(
+                        TraceEventCodes::SQLITE_TRACE_STMT,
+                        Some(route_trace(Arc::clone(&w.shared), f)),
+                    )?,
+                    None => w
+                        .conn
+                        .trace_v2(TraceEventCodes::empty(), None::<fn(TraceEvent<'_>)>)?,
                 }
                 Ok(())
             })
@@ -279,7 +263,7 @@ impl Connection {
     {
         let user = f.map(|f| Box::new(f) as CommitFn);
         self.channel()
-            .run(move |w| Ok(install_commit_hook(&w.conn, &w.shared, user)?))
+            .run(move |w| Ok(install_commit_hook(&mut w.conn, &w.shared, user)?))
             .await
     }
 

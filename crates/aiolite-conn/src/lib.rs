@@ -27,6 +27,7 @@ mod params;
 mod pool;
 mod query_methods;
 mod row;
+mod sqlite;
 mod stream;
 mod transaction;
 mod worker;

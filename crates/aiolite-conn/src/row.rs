@@ -32,7 +32,6 @@ pub(crate) type Columns = Arc<[Column]>;
 
 pub(crate) fn columns_of(stmt: &rusqlite::Statement<'_>) -> Columns {
     stmt.columns()
-        .into_iter()
         .map(|c| Column {
             name: c.name().to_owned(),
             decl_type: c.decl_type().map(str::to_owned),

@@ -167,16 +167,6 @@ impl Shared {
     }
 }
 
-/// SQLite 3.51.1 (the one rusqlite 0.38 bundles) can deadlock the process when
-/// one thread closes the last connection to a WAL file while another opens it
-/// (rusqlite#1860, fixed in 3.51.2). Every open and close in this process
-/// takes this lock.
-static OPEN_CLOSE: Mutex<()> = Mutex::new(());
-
-fn open_close_lock() -> MutexGuard<'static, ()> {
-    lock(&OPEN_CLOSE)
-}
-
 type RowsOf<'stmt> = rusqlite::Rows<'stmt>;
 
 self_cell!(
@@ -427,6 +417,7 @@ impl WorkerThread {
 
 impl Worker {
     fn open(opts: &ConnectOptions, shared: Arc<Shared>) -> Result<Worker> {
+        crate::sqlite::check_linked_version();
         let path = opts.display_path();
         let open_error = |e: rusqlite::Error| match e {
             rusqlite::Error::SqliteFailure(f, msg) => Error::Open {
@@ -443,10 +434,11 @@ impl Worker {
             },
         };
         let mut conn = {
-            let _guard = open_close_lock();
+            let _guard = crate::sqlite::open_close_guard();
             let conn = rusqlite::Connection::open_with_flags(&path, opts.open_flags())
                 .map_err(open_error)?;
-            // The first pragmas touch the file; keep them under the lock too.
+            // The first pragmas touch the file; keep them under the lock too
+            // (where there is one: only an SQLite older than 3.51.2 needs it).
             if let Err(e) = configure(&conn, opts) {
                 let _ = conn.close();
                 return Err(match e {
@@ -473,7 +465,7 @@ impl Worker {
                 Err(p) => Err(Error::panic(p)),
             };
             if let Err(e) = r {
-                let _guard = open_close_lock();
+                let _guard = crate::sqlite::open_close_guard();
                 let _ = conn.close();
                 return Err(e);
             }
@@ -484,7 +476,7 @@ impl Worker {
             opts.role == Role::Reader,
         ) {
             if let Err(e) = crate::migrate::run(&mut conn, set, None) {
-                let _guard = open_close_lock();
+                let _guard = crate::sqlite::open_close_guard();
                 let _ = conn.close();
                 return Err(Error::Migration(e));
             }
@@ -495,8 +487,8 @@ impl Worker {
             // later writes cannot fail with SQLITE_BUSY_SNAPSHOT.
             conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
         }
-        crate::hooks::install_progress_handler(&conn, &shared, None)?;
-        crate::hooks::install_commit_hook(&conn, &shared, None)?;
+        crate::hooks::install_progress_handler(&mut conn, &shared, None)?;
+        crate::hooks::install_commit_hook(&mut conn, &shared, None)?;
         // SAFETY: the alias is a second, non-owning `rusqlite::Connection` over
         // the same `sqlite3*`. It is used only on this thread, only to prepare
         // the statements parked by streams, so that `call` can still hand out
@@ -774,10 +766,11 @@ impl Worker {
         let _handle = shared.handle.acquire_for_close();
         drop(blobs);
         drop(cursors);
-        // Dropping the alias unregisters the handle's hooks (rusqlite clears
-        // them even on a non-owning close); harmless now, as `conn` closes next.
+        // The alias owns nothing (rusqlite keeps hook closures as the
+        // handle's client data, freed by `conn`'s close below); it goes first
+        // only because statements were prepared on it.
         drop(alias);
-        let _guard = open_close_lock();
+        let _guard = crate::sqlite::open_close_guard();
         conn.close().map_err(|(_, e)| Error::from(e))
     }
 
@@ -916,7 +909,7 @@ impl Worker {
             let same = known.len() == current.len()
                 && known
                     .iter()
-                    .zip(&current)
+                    .zip(current)
                     .all(|(k, c)| k.name() == c.name() && k.decl_type() == c.decl_type());
             if same {
                 return Arc::clone(known);

@@ -321,13 +321,11 @@ pub mod __private {
                 && eq(&c[..prefix.len()], prefix)
                 && eq(&c[prefix.len()..], name)
         };
-        let names = stmt.column_names();
-        let found = names
-            .iter()
+        let found = stmt
+            .column_names()
             .position(|c| matches(c, |a, b| a == b))
             .or_else(|| {
-                names
-                    .iter()
+                stmt.column_names()
                     .position(|c| matches(c, |a, b| a.eq_ignore_ascii_case(b)))
             });
         match found {

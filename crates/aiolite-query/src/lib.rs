@@ -4,8 +4,9 @@
 //! `::aiolite::...` paths.
 //!
 //! Nothing here assumes SQLite beyond what sea-query does: statements are
-//! built with sea-query's SQLite builder and bound with its rusqlite binder.
+//! built with sea-query's SQLite builder and bound as parameters in the forms [`SqlValues`] lists.
 
+mod bind;
 mod decode;
 mod encode;
 mod executor;
@@ -27,7 +28,6 @@ pub use statement::{SqlValues, Statement};
 
 pub use rusqlite;
 pub use sea_query;
-pub use sea_query_rusqlite;
 
 #[doc(hidden)]
 pub use from_row::__private;
