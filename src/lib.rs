@@ -5,8 +5,8 @@
 pub use aiolite_conn::{
     functions, hooks, named_params, Backup, BackupProgress, Blob, Column, ConnectOptions,
     Connection, Database, DatabaseBuilder, Dump, Error, ErrorCode, ErrorKind, JournalMode, Limit,
-    NamedParams, Params, Result, Row, RowDecoder, RowIndex, RowStream, Savepoint, Synchronous,
-    Transaction, TransactionBehavior, Value,
+    NamedParams, Params, Resources, Result, Row, RowDecoder, RowIndex, RowStream, Savepoint,
+    Synchronous, Transaction, TransactionBehavior, Value,
 };
 
 /// Schema migrations: sets, reports, errors. Build a set with

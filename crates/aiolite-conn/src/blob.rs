@@ -8,9 +8,9 @@ use rusqlite::blob::Blob as RawBlob;
 use rusqlite::limits::Limit;
 use self_cell::self_cell;
 
-use crate::connection::{Channel, Connection};
+use crate::connection::{Channel, Connection, Held};
 use crate::error::{Error, Result};
-use crate::worker::{Deferred, Message, Worker};
+use crate::worker::{Deferred, Worker};
 
 self_cell!(
     /// A blob handle kept open between requests, with the connection alias
@@ -50,6 +50,10 @@ pub struct Blob {
     channel: Channel,
     id: u64,
     len: usize,
+    /// Closes the handle on the worker when the `Blob` goes, wherever it
+    /// goes: made on the worker with the handle, so a `Blob` whose
+    /// `blob_open` caller left before reading the answer closes it too.
+    _held: Held,
 }
 
 impl fmt::Debug for Blob {
@@ -173,13 +177,6 @@ impl Blob {
     }
 }
 
-impl Drop for Blob {
-    fn drop(&mut self) {
-        self.channel.shared.defer(Deferred::CloseBlob(self.id));
-        let _ = self.channel.sender.try_send(Message::Wake);
-    }
-}
-
 impl Connection {
     /// Opens a handle on the BLOB (or TEXT) value in `table.column` of the
     /// row with `rowid`, in the `main` database (Python's `blobopen`).
@@ -200,27 +197,23 @@ impl Connection {
         let table = table.to_owned();
         let column = column.to_owned();
         let id = NEXT_BLOB.fetch_add(1, Ordering::Relaxed);
-        let len = self
-            .channel()
-            .run_or_undo(
-                move |w| {
-                    let open = OpenBlob::try_new(w.alias(), |conn| {
-                        conn.blob_open(c"main", table.as_str(), column.as_str(), rowid, read_only)
-                    })?;
-                    let len = open.borrow_dependent().len();
-                    w.blobs.insert(id, open);
-                    Ok(len)
-                },
-                move |w, _| {
-                    w.blobs.remove(&id);
-                },
-            )
-            .await?;
-        Ok(Blob {
-            channel: self.channel().clone(),
-            id,
-            len,
-        })
+        let channel = self.channel().clone();
+        self.channel()
+            .run(move |w| {
+                let open = OpenBlob::try_new(w.alias(), |conn| {
+                    conn.blob_open(c"main", table.as_str(), column.as_str(), rowid, read_only)
+                })?;
+                let len = open.borrow_dependent().len();
+                w.blobs.insert(id, open);
+                // From here the `Blob` owns the handle, before it is sent.
+                Ok(Blob {
+                    _held: Held::new(&channel, Deferred::CloseBlob(id)),
+                    channel,
+                    id,
+                    len,
+                })
+            })
+            .await
     }
 
     /// A copy of the `main` database as bytes (`sqlite3_serialize`,

@@ -18,26 +18,120 @@ use crate::migrate::{MigrationReport, Migrations};
 use crate::options::{ConnectOptions, TransactionBehavior};
 use crate::params::Params;
 use crate::transaction::Transaction;
-use crate::worker::{self, Job, Kind, Message, Shared, Worker, WorkerThread};
+use crate::worker::{self, Deferred, Job, Kind, Message, Shared, Worker, WorkerThread};
 
 /// The sending side of a worker's queue (the main one, or a transaction's lease).
 #[derive(Clone)]
 pub(crate) struct Channel {
     pub(crate) sender: mpsc::Sender<Message>,
     pub(crate) shared: Arc<Shared>,
-    /// A transaction's lease: it keeps working after `close()` is called, since
-    /// the close waits in the main queue until the transaction ends.
-    pub(crate) is_lease: bool,
+    /// A transaction's lease (its guard's end is visible here): it keeps
+    /// working after `close()` is called, since the close waits in the main
+    /// queue until the transaction ends.
+    pub(crate) lease: Option<Arc<worker::LeaseControl>>,
+    /// A lease's way to wake the worker once the lease is over: the main
+    /// queue (weak, so it never keeps the worker alive).
+    pub(crate) main: Option<mpsc::WeakSender<Message>>,
+}
+
+/// What a caller holds on the worker (a parked statement, a blob handle),
+/// owned by exactly one value at a time: the stream or `Blob` while it holds
+/// it, the request that carries it to the worker, the answer that carries it
+/// back. Dropped anywhere without being taken back (the holder dropped, a
+/// request skipped because its caller left, an answer nobody read, a
+/// request dropped with its lease), it leaves the release to the worker and
+/// wakes it.
+pub(crate) struct Held {
+    channel: Option<Channel>,
+    work: Option<Deferred>,
+}
+
+impl Held {
+    pub(crate) fn new(channel: &Channel, work: Deferred) -> Held {
+        Held {
+            channel: Some(channel.clone()),
+            work: Some(work),
+        }
+    }
+
+    /// The request running on the worker takes the resource back: it owns
+    /// it from here on (see `Worker::fetch_cursor`).
+    pub(crate) fn take_back(mut self) {
+        self.channel = None;
+        self.work = None;
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let (Some(channel), Some(work)) = (self.channel.take(), self.work.take()) {
+            channel.release(work);
+        }
+    }
+}
+
+impl fmt::Debug for Held {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Held").field("work", &self.work).finish()
+    }
 }
 
 impl Channel {
+    /// Leaves `work` for the worker's next request and wakes the worker if it
+    /// is idle: through this channel, or, once a lease is over, through the
+    /// main queue.
+    pub(crate) fn release(&self, work: Deferred) {
+        self.shared.defer(work);
+        if let Err(mpsc::error::TrySendError::Closed(_)) = self.sender.try_send(Message::Wake) {
+            if let Some(main) = self.main.as_ref().and_then(mpsc::WeakSender::upgrade) {
+                let _ = main.try_send(Message::Wake);
+            }
+        }
+    }
+
+    pub(crate) fn is_lease(&self) -> bool {
+        self.lease.is_some()
+    }
+
+    /// Whether this is a lease whose guard is gone (committed, rolled back or
+    /// dropped).
+    pub(crate) fn lease_ended(&self) -> bool {
+        self.lease.as_ref().is_some_and(|l| l.is_ended())
+    }
+
+    /// What a request gets when its channel is gone: on a lease, the
+    /// transaction ended (the worker drops what was queued on it); otherwise
+    /// the connection closed.
+    fn gone(&self) -> Error {
+        if self.is_lease() {
+            Error::TransactionEnded
+        } else {
+            Error::Closed
+        }
+    }
+
     /// Runs `f` on the worker and waits for its result.
+    ///
+    /// Whatever the request does, if it opened a transaction and then either
+    /// panicked or found its caller gone, the transaction is rolled back: a
+    /// `BEGIN` nobody saw succeed must not stay open. A value it returns to a
+    /// caller who left is dropped; what it holds on the worker is released
+    /// by its own `Drop` (see [`Held`]).
     pub(crate) async fn run<R, F>(&self, f: F) -> Result<R>
     where
         F: FnOnce(&mut Worker) -> Result<R> + Send + 'static,
         R: Send + 'static,
     {
-        self.send(f, |_, _| {}, Kind::Plain, Spin::FirstPoll).await
+        self.send(f, Kind::Plain, Spin::FirstPoll).await
+    }
+
+    /// [`run`](Self::run) for a request of a given [`Kind`].
+    pub(crate) async fn run_as<R, F>(&self, kind: Kind, f: F) -> Result<R>
+    where
+        F: FnOnce(&mut Worker) -> Result<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        self.send(f, kind, Spin::FirstPoll).await
     }
 
     /// Like [`run`](Self::run) for a request that runs one query; `read`
@@ -49,36 +143,19 @@ impl Channel {
         R: Send + 'static,
     {
         let kind = if read { Kind::Read } else { Kind::Plain };
-        self.send(f, |_, _| {}, kind, Spin::FirstPoll).await
+        self.send(f, kind, Spin::FirstPoll).await
     }
 
-    /// Like [`run`](Self::run); when the caller is gone by the time the result is
-    /// ready, `undo` gets it back on the worker (to finalize a parked cursor, ...).
-    ///
-    /// Whatever the request does, if it opened a transaction and then either
-    /// panicked or found its caller gone, the transaction is rolled back: a
-    /// `BEGIN` nobody saw succeed must not stay open.
-    pub(crate) async fn run_or_undo<R, F, U>(&self, f: F, undo: U) -> Result<R>
+    /// Like [`run`](Self::run) for a request sent ahead of need (a stream's
+    /// next chunk): its first poll queues it and returns, so the caller goes
+    /// on with what it holds while the worker runs it. Waiting on the spot
+    /// there would serialize the two threads the request is meant to overlap.
+    pub(crate) async fn prefetch<R, F>(&self, f: F) -> Result<R>
     where
         F: FnOnce(&mut Worker) -> Result<R> + Send + 'static,
-        U: FnOnce(&mut Worker, R) + Send + 'static,
         R: Send + 'static,
     {
-        self.send(f, undo, Kind::Plain, Spin::FirstPoll).await
-    }
-
-    /// Like [`run_or_undo`](Self::run_or_undo) for a request sent ahead of
-    /// need (a stream's next chunk): its first poll queues it and returns, so
-    /// the caller goes on with what it holds while the worker runs it. Waiting
-    /// on the spot there would serialize the two threads the request is
-    /// meant to overlap.
-    pub(crate) async fn prefetch<R, F, U>(&self, f: F, undo: U) -> Result<R>
-    where
-        F: FnOnce(&mut Worker) -> Result<R> + Send + 'static,
-        U: FnOnce(&mut Worker, R) + Send + 'static,
-        R: Send + 'static,
-    {
-        self.send(f, undo, Kind::Plain, Spin::LaterPoll).await
+        self.send(f, Kind::Plain, Spin::LaterPoll).await
     }
 
     /// `execute_many` on a lease: the caller draws the parameter sets and
@@ -124,7 +201,6 @@ impl Channel {
                             }
                         }
                     },
-                    |_, _| {},
                     Kind::Plain,
                     Spin::FirstPoll,
                 )
@@ -142,24 +218,35 @@ impl Channel {
         Ok(total)
     }
 
-    async fn send<R, F, U>(&self, f: F, undo: U, kind: Kind, spin: Spin) -> Result<R>
+    async fn send<R, F>(&self, f: F, kind: Kind, spin: Spin) -> Result<R>
     where
         F: FnOnce(&mut Worker) -> Result<R> + Send + 'static,
-        U: FnOnce(&mut Worker, R) + Send + 'static,
         R: Send + 'static,
     {
-        self.enqueue(f, undo, kind, spin).await?.await
+        self.enqueue(f, kind, spin).await?.await
     }
 
     /// Queues a request (waiting for room in a full queue) and returns the
     /// wait for its answer.
-    async fn enqueue<R, F, U>(&self, f: F, undo: U, kind: Kind, spin: Spin) -> Result<Reply<'_, R>>
+    ///
+    /// Where the request can be dropped, and what happens then:
+    /// - before it is queued (this future dropped while the queue is full):
+    ///   it never runs; `f` and what it holds are dropped here;
+    /// - queued, before it starts (its `Reply` dropped): the worker skips it
+    ///   (`tx.is_closed()`); `f` is dropped on the worker;
+    /// - queued on a lease that ends first: dropped with the lease's queue,
+    ///   unrun; the caller gets [`Error::TransactionEnded`];
+    /// - running: the progress handler stops its statement (the `Reply`'s
+    ///   drop flags the id); a transaction it began is rolled back;
+    /// - answered, before the caller reads the answer: the answer is dropped
+    ///   with the reply; a transaction it began is rolled back, and what it
+    ///   holds (a parked statement, a blob) is released by its own `Drop`.
+    async fn enqueue<R, F>(&self, f: F, kind: Kind, spin: Spin) -> Result<Reply<'_, R>>
     where
         F: FnOnce(&mut Worker) -> Result<R> + Send + 'static,
-        U: FnOnce(&mut Worker, R) + Send + 'static,
         R: Send + 'static,
     {
-        if !self.is_lease && self.shared.closed.load(Ordering::Acquire) {
+        if !self.is_lease() && self.shared.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
         let (tx, rx) = oneshot::channel();
@@ -168,8 +255,13 @@ impl Channel {
             if tx.is_closed() {
                 return; // cancelled before it started
             }
+            if let Err(refused) = w.admit(kind) {
+                // The lease is dead: nothing runs in autocommit for it.
+                drop(in_flight);
+                let _ = tx.send(Err(refused));
+                return;
+            }
             let was_autocommit = w.conn.is_autocommit();
-            let mut undo = Some(undo);
             let mut result = match catch_unwind(AssertUnwindSafe(|| f(w))) {
                 Ok(r) => r,
                 Err(payload) => {
@@ -184,20 +276,20 @@ impl Channel {
                 if was_autocommit {
                     w.rollback_if_open("a callback panicked");
                 }
-                if let (Ok(value), Some(undo)) =
-                    (std::mem::replace(&mut result, Err(fault)), undo.take())
-                {
-                    undo(w, value);
-                }
+                result = Err(fault);
+            }
+            if !was_autocommit
+                && kind != Kind::EndLease
+                && w.conn.is_autocommit()
+                && w.shared.transaction_is_owned()
+            {
+                // A guard's transaction ended inside this request, and not
+                // by the guard's own commit or rollback.
+                w.guarded_transaction_ended(&mut result);
             }
             drop(in_flight);
-            if let Err(unsent) = tx.send(result) {
-                if was_autocommit {
-                    w.rollback_if_open("the caller went away");
-                }
-                if let (Ok(value), Some(undo)) = (unsent, undo) {
-                    undo(w, value);
-                }
+            if tx.send(result).is_err() && was_autocommit {
+                w.rollback_if_open("the caller went away");
             }
         });
         let id = self.shared.next_id();
@@ -219,18 +311,19 @@ impl Channel {
             // this one to finish.
             Ok(()) => {
                 self.sender.max_capacity() - self.sender.capacity() <= 1
-                    && (self.is_lease || (in_flight_now == 1 && worker::runtime_has_room()))
+                    && (self.is_lease() || (in_flight_now == 1 && worker::runtime_has_room()))
             }
             Err(mpsc::error::TrySendError::Full(msg)) => {
-                self.sender.send(msg).await.map_err(|_| Error::Closed)?;
+                self.sender.send(msg).await.map_err(|_| self.gone())?;
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => return Err(Error::Closed),
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(self.gone()),
         };
         Ok(Reply {
             rx,
             id,
             shared: &self.shared,
+            lease: self.is_lease(),
             done: false,
             spin: if alone { spin } else { Spin::Never },
         })
@@ -257,9 +350,21 @@ struct Reply<'a, R> {
     rx: oneshot::Receiver<Result<R>>,
     id: u64,
     shared: &'a Shared,
+    /// Sent on a lease: an unanswered request means the lease ended.
+    lease: bool,
     done: bool,
     /// Whether this poll may wait for the answer on the spot.
     spin: Spin,
+}
+
+impl<R> Reply<'_, R> {
+    fn unanswered(&self) -> Error {
+        if self.lease {
+            Error::TransactionEnded
+        } else {
+            Error::Closed
+        }
+    }
 }
 
 impl<R> Future for Reply<'_, R> {
@@ -275,7 +380,7 @@ impl<R> Future for Reply<'_, R> {
             if let Some(r) = worker::spin_for(|| match self.rx.try_recv() {
                 Ok(r) => Some(r),
                 Err(oneshot::error::TryRecvError::Empty) => None,
-                Err(oneshot::error::TryRecvError::Closed) => Some(Err(Error::Closed)),
+                Err(oneshot::error::TryRecvError::Closed) => Some(Err(self.unanswered())),
             }) {
                 self.done = true;
                 return Poll::Ready(r);
@@ -283,8 +388,9 @@ impl<R> Future for Reply<'_, R> {
         }
         let r = std::task::ready!(Pin::new(&mut self.rx).poll(cx));
         self.done = true;
-        // The worker dropped the request without answering: it shut down.
-        Poll::Ready(r.unwrap_or(Err(Error::Closed)))
+        // The worker dropped the request without answering: it shut down,
+        // or the lease it was queued on ended.
+        Poll::Ready(r.unwrap_or_else(|_| Err(self.unanswered())))
     }
 }
 
@@ -377,7 +483,8 @@ impl Connection {
                 channel: Channel {
                     sender,
                     shared,
-                    is_lease: false,
+                    lease: None,
+                    main: None,
                 },
                 interrupt,
                 path,
@@ -396,6 +503,28 @@ impl Connection {
     /// wait until it ends).
     pub(crate) fn is_leased(&self) -> bool {
         self.channel().shared.leased.load(Ordering::Acquire)
+    }
+
+    /// What the worker holds for callers right now: statements parked by
+    /// open streams, open blob handles, and whether a transaction leases the
+    /// worker. Cheap (counters the worker publishes after every request), for
+    /// tests, health checks and metrics: a count that stays above zero with no
+    /// stream or blob alive is a leak.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> aiolite_conn::Result<()> {
+    /// let conn = aiolite_conn::Connection::open_in_memory().await?;
+    /// assert_eq!(conn.resources().parked_statements, 0);
+    /// # Ok(()) }
+    /// ```
+    pub fn resources(&self) -> Resources {
+        let shared = &self.channel().shared;
+        Resources {
+            parked_statements: shared.parked_statements.load(Ordering::Relaxed),
+            open_blobs: shared.open_blobs.load(Ordering::Relaxed),
+            leased: shared.leased.load(Ordering::Acquire),
+        }
     }
 
     /// Requests waiting in this connection's queue (not counting the one
@@ -520,6 +649,15 @@ impl Connection {
     /// Cancel safe, as [`begin`](Connection::begin).
     pub async fn begin_with(&self, behavior: TransactionBehavior) -> Result<Transaction> {
         let (lease_tx, lease_rx) = mpsc::channel(self.inner.queue_bound);
+        let control = Arc::new(worker::LeaseControl::default());
+        let lease = worker::Lease {
+            rx: lease_rx,
+            control: Arc::clone(&control),
+        };
+        // Dropped before the answer is read, this future drops `lease_tx`:
+        // the lease the worker serves then has no sender and ends at once,
+        // rolling back. Dropped before the request runs, the lease never
+        // starts.
         self.channel()
             .send(
                 move |w| {
@@ -528,10 +666,9 @@ impl Connection {
                     } else {
                         w.conn.execute_batch(behavior.begin_sql())?;
                     }
-                    w.lease = Some(lease_rx);
+                    w.lease = Some(lease);
                     Ok(())
                 },
-                |_, _| {},
                 Kind::Begin,
                 Spin::FirstPoll,
             )
@@ -539,9 +676,10 @@ impl Connection {
         let channel = Channel {
             sender: lease_tx,
             shared: Arc::clone(&self.channel().shared),
-            is_lease: true,
+            lease: Some(Arc::clone(&control)),
+            main: Some(self.channel().sender.downgrade()),
         };
-        Ok(Transaction::new(self.clone(), channel))
+        Ok(Transaction::new(self.clone(), channel, control))
     }
 
     /// Runs `f` inside a `DEFERRED` transaction on the worker thread: commits
@@ -602,10 +740,22 @@ impl Connection {
         let r = self
             .channel()
             .run(move |w| {
+                let shared = Arc::clone(&w.shared);
                 let mut tx = w.conn.transaction_with_behavior(behavior)?;
+                // The closure's transaction is a guard's: if SQLite rolls it
+                // back inside `f` and `f` goes on, the commit hook refuses
+                // the autocommit of every later write. Freed on every way
+                // out, a panic in `f` included.
+                let _owned = worker::OwnedTransaction::new(&shared);
                 match f(&mut tx) {
+                    Ok(_) if tx.is_autocommit() => {
+                        // Dropping `tx` tries a rollback, which finds
+                        // nothing to roll back.
+                        drop(tx);
+                        Ok(Err(E::from(Error::RolledBack { cause: None })))
+                    }
                     Ok(v) => {
-                        tx.commit()?;
+                        shared.guard_commit(|| tx.commit())?;
                         Ok(Ok(v))
                     }
                     // Dropping `tx` rolls back.
@@ -701,6 +851,19 @@ impl fmt::Debug for Connection {
             .field("closed", &self.is_closed())
             .finish()
     }
+}
+
+/// What a connection's worker holds for its callers, from
+/// [`Connection::resources`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Resources {
+    /// Statements parked between the chunks of open streams.
+    pub parked_statements: usize,
+    /// Open [`Blob`](crate::Blob) handles.
+    pub open_blobs: usize,
+    /// A [`Transaction`] holds the worker: other requests wait for it.
+    pub leased: bool,
 }
 
 /// SQL text as the query methods take it: a `&'static str` is not copied.

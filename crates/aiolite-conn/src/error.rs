@@ -147,9 +147,62 @@ pub enum Error {
     #[error("{0}")]
     Migration(Box<crate::migrate::MigrationError>),
 
+    /// SQLite rolled back the transaction a guard ([`Transaction`],
+    /// [`Savepoint`], a group-commit member, the closure of
+    /// [`Connection::transaction`]) held, on its own: `INSERT OR ROLLBACK` on a
+    /// conflict, `RAISE(ROLLBACK, ..)` in a trigger, or an error such as
+    /// `SQLITE_FULL`, `SQLITE_IOERR` or `SQLITE_NOMEM`. None of the
+    /// transaction's work is kept, and nothing more runs in it (no statement
+    /// of it goes on in autocommit): the statement that failed, every later
+    /// statement of the guard, and its `commit()` return this error;
+    /// `rollback()` succeeds. Retry the whole transaction.
+    ///
+    /// [`code`](Error::code) and the `is_*` helpers answer for the cause.
+    ///
+    /// [`Transaction`]: crate::Transaction
+    /// [`Savepoint`]: crate::Savepoint
+    /// [`Connection::transaction`]: crate::Connection::transaction
+    #[error("SQLite rolled the transaction back: {}; none of its work is kept and nothing more runs in it: roll it back (or drop it) and retry the whole transaction", RollbackCause(.cause.as_deref()))]
+    RolledBack {
+        /// The error that made SQLite roll back; `None` when the request in
+        /// which it ended did not pass an error on: a closure that went on
+        /// past the failing statement, or a `ROLLBACK` or `COMMIT` run
+        /// through the guard's own handle (a guard turns a `COMMIT` it did not
+        /// ask for into a rollback).
+        cause: Option<std::sync::Arc<Error>>,
+    },
+
+    /// The transaction a stream, blob or request belongs to has ended
+    /// (committed, rolled back, or its guard dropped): what it opened ended
+    /// with it. Read a transaction's streams to the end before committing.
+    #[error("the transaction this belongs to has ended (committed, rolled back or dropped); streams and blobs opened in a transaction end with it")]
+    TransactionEnded,
+
+    /// The SQL text holds no statement: it is empty, blank, or only comments
+    /// and semicolons. (`execute_script` accepts an empty script, as
+    /// Python's `executescript` does.)
+    #[error(
+        "the SQL text is empty: it holds no statement, only white space, comments or semicolons"
+    )]
+    EmptySql,
+
     /// Any other error reported by rusqlite.
     #[error(transparent)]
     Rusqlite(rusqlite::Error),
+}
+
+/// The cause of a [`Error::RolledBack`], for its message.
+struct RollbackCause<'a>(Option<&'a Error>);
+
+impl fmt::Display for RollbackCause<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(cause) => write!(f, "{cause}"),
+            None => f.write_str(
+                "it ended inside one of its own requests, which went on (a statement that made SQLite roll back, its error not passed on; or a COMMIT or ROLLBACK run through its own handle, where commit() and rollback() belong)",
+            ),
+        }
+    }
 }
 
 /// The classes of error Python's `sqlite3` module (and so aiosqlite) raises,
@@ -187,6 +240,7 @@ impl Error {
     /// SQLite's primary result code, if SQLite produced this error.
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
+            Error::RolledBack { cause: Some(cause) } => cause.code(),
             Error::Sqlite { code, .. } | Error::Open { code, .. } => Some(*code),
             Error::Rusqlite(rusqlite::Error::SqliteFailure(e, _)) => Some(e.code),
             _ => None,
@@ -196,6 +250,7 @@ impl Error {
     /// SQLite's extended result code (`SQLITE_CONSTRAINT_UNIQUE` = 2067, ...).
     pub fn extended_code(&self) -> Option<i32> {
         match self {
+            Error::RolledBack { cause: Some(cause) } => cause.extended_code(),
             Error::Sqlite { extended_code, .. } | Error::Open { extended_code, .. } => {
                 Some(*extended_code)
             }
@@ -211,6 +266,7 @@ impl Error {
             | Error::ParameterCount { sql, .. }
             | Error::NoRows { sql } => sql.as_deref(),
             Error::MultipleStatements { sql } => Some(sql),
+            Error::RolledBack { cause: Some(cause) } => cause.sql(),
             _ => None,
         }
     }
@@ -262,7 +318,11 @@ impl Error {
             Error::Panic { .. } => ErrorKind::Internal,
             Error::Rusqlite(rusqlite::Error::ToSqlConversionFailure(_)) => ErrorKind::Interface,
             Error::Rusqlite(_) => ErrorKind::Database,
-            Error::Options(_) | Error::Cancelled(_) | Error::Migration(_) => ErrorKind::Operational,
+            Error::Options(_)
+            | Error::Cancelled(_)
+            | Error::Migration(_)
+            | Error::RolledBack { .. }
+            | Error::TransactionEnded => ErrorKind::Operational,
             _ => ErrorKind::Programming,
         }
     }
@@ -284,6 +344,11 @@ impl Error {
             },
             Error::Cancelled(why) => Error::Cancelled(why),
             Error::Closed => Error::Closed,
+            Error::RolledBack { cause } => Error::RolledBack {
+                cause: cause.clone(),
+            },
+            Error::TransactionEnded => Error::TransactionEnded,
+            Error::EmptySql => Error::EmptySql,
             other => Error::Sqlite {
                 code: ErrorCode::Unknown,
                 extended_code: 0,

@@ -14,6 +14,8 @@
 //!
 //! [`DatabaseBuilder::group_commit`]: crate::DatabaseBuilder::group_commit
 
+use std::sync::Arc;
+
 use tokio::sync::oneshot;
 
 use crate::error::{Error, Result};
@@ -43,6 +45,8 @@ pub(crate) struct Group {
     members: usize,
     /// Members that committed and wait for the group's COMMIT.
     waiters: Vec<Waiter>,
+    /// Why the shared transaction ended inside a member, once it did.
+    ended: Option<Option<Arc<Error>>>,
 }
 
 impl Group {
@@ -66,6 +70,14 @@ impl Group {
     pub(crate) fn in_member(&self) -> bool {
         self.in_member
     }
+
+    /// The shared transaction ended inside a member (see
+    /// `Worker::guarded_transaction_ended`): every member fails with `cause`.
+    pub(crate) fn ended_by(&mut self, cause: Option<Arc<Error>>) {
+        if self.open && self.ended.is_none() {
+            self.ended = Some(cause);
+        }
+    }
 }
 
 impl Worker {
@@ -75,6 +87,8 @@ impl Worker {
         if !self.group.open {
             self.conn.execute_batch("BEGIN IMMEDIATE")?;
             self.group.open = true;
+            // The group's transaction is a guard's: only its own COMMIT passes.
+            self.shared.own_transaction();
         }
         self.conn.execute_batch(&format!("SAVEPOINT {SAVEPOINT}"))?;
         self.group.in_member = true;
@@ -124,12 +138,16 @@ impl Worker {
         }
         self.group.members = 0;
         let waiters = std::mem::take(&mut self.group.waiters);
+        let ended = self.group.ended.take();
         let outcome = if self.conn.is_autocommit() {
-            Err(Error::Cancelled(
-                "the group's transaction ended inside a member (a COMMIT or ROLLBACK of its own, or an error that rolls back the whole transaction); the group's commits are not known to be durable",
-            ))
+            // SQLite rolled the shared transaction back inside a member:
+            // every member's work is gone, and every member hears why.
+            Err(Error::RolledBack {
+                cause: ended.flatten(),
+            })
         } else {
-            match self.conn.execute_batch("COMMIT") {
+            let shared = Arc::clone(&self.shared);
+            match shared.guard_commit(|| self.conn.execute_batch("COMMIT")) {
                 Ok(()) => Ok(()),
                 Err(e) => {
                     self.rollback_if_open("the group's commit failed");
@@ -137,6 +155,10 @@ impl Worker {
                 }
             }
         };
+        if !self.in_lease() {
+            // (Inside a member's lease, the lease's end frees it.)
+            self.shared.free_transaction();
+        }
         if let Err(e) = &outcome {
             tracing::warn!(error = %e, members = waiters.len(), "group commit failed");
         }

@@ -75,7 +75,8 @@ pub(crate) fn install_progress_handler(
 
 /// aiolite's commit hook turns the commit of a statement whose callback
 /// panicked into a rollback (so an autocommit write that went wrong is not
-/// kept), then asks the user's hook, if any.
+/// kept), and so a commit no guard asked for while a guard owns the
+/// transaction (see `GuardState`), then asks the user's hook, if any.
 pub(crate) fn install_commit_hook(
     conn: &mut rusqlite::Connection,
     shared: &Arc<Shared>,
@@ -83,7 +84,7 @@ pub(crate) fn install_commit_hook(
 ) -> rusqlite::Result<()> {
     let probe = Arc::clone(shared);
     conn.commit_hook(Some(move || {
-        if probe.fault_pending() {
+        if probe.fault_pending() || probe.refuses_commit() {
             return true;
         }
         match user.as_mut() {

@@ -34,7 +34,7 @@ mod worker;
 
 pub use backup::{Backup, BackupProgress};
 pub use blob::Blob;
-pub use connection::Connection;
+pub use connection::{Connection, Resources};
 pub use decode::RowDecoder;
 pub use dump::Dump;
 pub use error::{Error, ErrorCode, ErrorKind, Result};

@@ -81,7 +81,7 @@ macro_rules! impl_query_methods {
             {
                 let sql = sql.into();
                 let channel = self.channel();
-                if channel.is_lease {
+                if channel.is_lease() {
                     return channel.execute_many_in_chunks(sql, params).await;
                 }
                 channel

@@ -7,15 +7,39 @@ use std::task::{Context, Poll};
 
 use futures_core::Stream;
 
-use crate::connection::{Channel, Sql};
+use crate::connection::{Channel, Held, Sql};
 use crate::error::Result;
 use crate::params::Params;
 use crate::row::Row;
-use crate::worker::{Chunk, Deferred, Message, ReadChunk};
+use crate::worker::{Chunk, Deferred, ReadChunk, Worker};
 
 /// The stream's reader, lent to each fetch and given back with its chunk.
 type Reader<T> = Box<dyn ReadChunk<Item = T>>;
-type ChunkFuture<T> = Pin<Box<dyn Future<Output = Result<(Chunk<T>, Reader<T>)>> + Send>>;
+type ChunkFuture<T> = Pin<Box<dyn Future<Output = Result<Fetched<T>>> + Send>>;
+
+/// The parked statement's id and the one value that owns it (see [`Held`]).
+type Cursor = (u64, Held);
+
+/// A chunk as it reaches the stream: its rows, the reader, and the owner of
+/// the statement parked for the rest, made on the worker before the answer
+/// is sent, so that an answer nobody reads still releases it.
+struct Fetched<T> {
+    rows: Vec<T>,
+    reader: Reader<T>,
+    cursor: Option<Cursor>,
+}
+
+impl<T> Fetched<T> {
+    fn new(chunk: Chunk<T>, reader: Reader<T>, channel: &Channel) -> Fetched<T> {
+        Fetched {
+            rows: chunk.rows,
+            reader,
+            cursor: chunk
+                .cursor
+                .map(|id| (id, Held::new(channel, Deferred::CloseCursor(id)))),
+        }
+    }
+}
 pub(crate) type RouteFuture = Pin<Box<dyn Future<Output = Channel> + Send>>;
 
 enum State<T> {
@@ -36,6 +60,12 @@ enum State<T> {
 /// one arrives, so the worker fetches while you process. Memory holds at most
 /// two chunks. Dropping the stream finalizes its statement.
 ///
+/// The statement parked between chunks has exactly one owner at a time (this
+/// stream, the request fetching the next chunk, or the answer bringing it),
+/// so it is finalized however the stream ends: read to the end, dropped, a
+/// decoder that fails or panics, a `next()` dropped by a timeout after the
+/// worker answered. A stream from a transaction ends with the transaction.
+///
 /// ```
 /// # async fn demo(conn: aiolite_conn::Connection) -> aiolite_conn::Result<()> {
 /// use futures_util::StreamExt;
@@ -53,8 +83,6 @@ pub struct RowStream<T = Row> {
     /// Here between fetches; away on the worker while one is in flight.
     reader: Option<Reader<T>>,
     buffer: std::vec::IntoIter<T>,
-    /// The parked statement on the worker, while the result is not exhausted.
-    cursor: Option<u64>,
 }
 
 impl<T: Send + 'static> RowStream<T> {
@@ -69,7 +97,6 @@ impl<T: Send + 'static> RowStream<T> {
             state: State::NotStarted(sql, params),
             reader: Some(reader),
             buffer: Vec::new().into_iter(),
-            cursor: None,
         }
     }
 
@@ -84,26 +111,22 @@ impl<T: Send + 'static> RowStream<T> {
             state: State::Routing(route, sql, params),
             reader: Some(reader),
             buffer: Vec::new().into_iter(),
-            cursor: None,
         }
     }
 
-    fn fetch(channel: Channel, id: u64, mut reader: Reader<T>) -> ChunkFuture<T> {
+    /// Asks for the next chunk. The request carries the statement's owner:
+    /// if it never runs, dropping it releases the statement.
+    fn fetch(channel: Channel, (id, held): Cursor, mut reader: Reader<T>) -> ChunkFuture<T> {
         Box::pin(async move {
+            let owner = channel.clone();
             channel
-                .prefetch(
-                    move |w| Ok((w.fetch_cursor(id, &mut *reader)?, reader)),
-                    close_unread,
-                )
+                .prefetch(move |w: &mut Worker| {
+                    held.take_back();
+                    let chunk = w.fetch_cursor(id, &mut *reader)?;
+                    Ok(Fetched::new(chunk, reader, &owner))
+                })
                 .await
         })
-    }
-}
-
-/// The stream was dropped while its chunk was on the way: finalize.
-fn close_unread<T>(w: &mut crate::worker::Worker, (chunk, _): (Chunk<T>, Reader<T>)) {
-    if let Some(id) = chunk.cursor {
-        w.close_cursor(id);
     }
 }
 
@@ -112,6 +135,15 @@ impl<T: Send + 'static> Stream for RowStream<T> {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<T>>> {
         let this = &mut *self;
+        if this.channel.as_ref().is_some_and(Channel::lease_ended)
+            && !(matches!(this.state, State::Done) && this.buffer.len() == 0)
+        {
+            // The stream ends with its transaction: rows it read there (maybe
+            // rolled back since) are not handed out after it.
+            this.buffer = Vec::new().into_iter();
+            this.state = State::Done;
+            return Poll::Ready(Some(Err(crate::Error::TransactionEnded)));
+        }
         loop {
             if let Some(row) = this.buffer.next() {
                 return Poll::Ready(Some(Ok(row)));
@@ -136,11 +168,12 @@ impl<T: Send + 'static> Stream for RowStream<T> {
                         return Poll::Ready(None);
                     };
                     this.state = State::Fetching(Box::pin(async move {
+                        let owner = channel.clone();
                         channel
-                            .run_or_undo(
-                                move |w| Ok((w.open_cursor(&sql, &*params, &mut *reader)?, reader)),
-                                close_unread,
-                            )
+                            .run(move |w: &mut Worker| {
+                                let chunk = w.open_cursor(&sql, &*params, &mut *reader)?;
+                                Ok(Fetched::new(chunk, reader, &owner))
+                            })
                             .await
                     }));
                 }
@@ -148,21 +181,25 @@ impl<T: Send + 'static> Stream for RowStream<T> {
                     let result = std::task::ready!(fut.as_mut().poll(cx));
                     match result {
                         Err(e) => {
+                            // The worker finalized the statement (or it
+                            // ended with its transaction).
                             this.state = State::Done;
-                            this.cursor = None;
                             return Poll::Ready(Some(Err(e)));
                         }
-                        Ok((chunk, reader)) => {
-                            this.buffer = chunk.rows.into_iter();
-                            this.cursor = chunk.cursor;
-                            this.state = match chunk.cursor {
-                                Some(id) => {
+                        Ok(Fetched {
+                            rows,
+                            reader,
+                            cursor,
+                        }) => {
+                            this.buffer = rows.into_iter();
+                            this.state = match cursor {
+                                Some(cursor) => {
                                     // Ask for the next chunk now, so the worker
                                     // reads while the caller consumes this one.
                                     let Some(channel) = this.channel.clone() else {
                                         return Poll::Ready(None);
                                     };
-                                    let mut next = Self::fetch(channel, id, reader);
+                                    let mut next = Self::fetch(channel, cursor, reader);
                                     match next.as_mut().poll(cx) {
                                         Poll::Pending => State::Fetching(next),
                                         Poll::Ready(r) => {
@@ -184,23 +221,11 @@ impl<T: Send + 'static> Stream for RowStream<T> {
 // `Vec`, and the futures are boxed.
 impl<T> Unpin for RowStream<T> {}
 
-impl<T> Drop for RowStream<T> {
-    fn drop(&mut self) {
-        if let (Some(id), Some(channel)) = (self.cursor.take(), &self.channel) {
-            // A fetch in flight is cancelled when `state` drops; the parked
-            // statement is finalized by the worker at its next request, and
-            // this wakes an idle worker so that is now.
-            channel.shared.defer(Deferred::CloseCursor(id));
-            let _ = channel.sender.try_send(Message::Wake);
-        }
-    }
-}
-
 impl<T> fmt::Debug for RowStream<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RowStream")
             .field("buffered", &self.buffer.len())
-            .field("cursor", &self.cursor)
+            .field("done", &matches!(self.state, State::Done))
             .finish()
     }
 }

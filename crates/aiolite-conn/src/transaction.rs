@@ -2,10 +2,11 @@
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use crate::connection::{Channel, Connection};
 use crate::error::Result;
-use crate::worker::{Deferred, Message};
+use crate::worker::{Deferred, Kind, LeaseControl, Message};
 
 /// An open transaction, from [`Connection::begin`].
 ///
@@ -15,15 +16,39 @@ use crate::worker::{Deferred, Message};
 /// wait until it ends. It ends with [`commit`](Transaction::commit),
 /// [`rollback`](Transaction::rollback), or by being dropped, which rolls back
 /// (the rollback is queued; `drop` never blocks).
+///
+/// What the transaction opens ends with it: a [`RowStream`](crate::RowStream)
+/// from [`stream`](Transaction::stream) reads inside the transaction and
+/// stops there, so read it to the end before committing; polled after the
+/// transaction ended, it yields [`Error::TransactionEnded`]. A stream never
+/// keeps the transaction, or the connection, from being released.
+///
+/// If SQLite rolls the transaction back on its own (`INSERT OR ROLLBACK`,
+/// `RAISE(ROLLBACK, ..)`, `SQLITE_FULL`, ...), the guard is dead: the failing
+/// statement, every later one, and `commit()` return
+/// [`Error::RolledBack`] with the cause; `rollback()` succeeds. Nothing runs
+/// in autocommit in its name.
+///
+/// [`Error::TransactionEnded`]: crate::Error::TransactionEnded
+/// [`Error::RolledBack`]: crate::Error::RolledBack
 #[must_use = "a transaction is rolled back when dropped; call commit()"]
 pub struct Transaction {
     conn: Connection,
     channel: Channel,
+    control: Arc<LeaseControl>,
 }
 
 impl Transaction {
-    pub(crate) fn new(conn: Connection, channel: Channel) -> Transaction {
-        Transaction { conn, channel }
+    pub(crate) fn new(
+        conn: Connection,
+        channel: Channel,
+        control: Arc<LeaseControl>,
+    ) -> Transaction {
+        Transaction {
+            conn,
+            channel,
+            control,
+        }
     }
 
     pub(crate) fn channel(&self) -> &Channel {
@@ -63,7 +88,9 @@ impl Transaction {
     /// transaction is rolled back and the error returned.
     ///
     /// # Errors
-    /// SQLite's error (a deferred foreign-key violation, `SQLITE_BUSY`, I/O).
+    /// SQLite's error (a deferred foreign-key violation, `SQLITE_BUSY`, I/O);
+    /// [`Error::RolledBack`](crate::Error::RolledBack) when SQLite had
+    /// rolled the transaction back already.
     ///
     /// # Cancel safety
     /// If the future is dropped before the worker starts the COMMIT, the
@@ -72,12 +99,16 @@ impl Transaction {
     pub async fn commit(self) -> Result<()> {
         let grouped = self
             .channel
-            .run(|w| {
+            .run_as(Kind::EndLease, |w| {
                 w.end_lease = true;
+                if let Some(dead) = w.dead_lease() {
+                    return Err(dead);
+                }
                 if w.group.in_member() {
                     return w.group_release().map(Some);
                 }
-                let r = w.conn.execute_batch("COMMIT");
+                let shared = Arc::clone(&w.shared);
+                let r = shared.guard_commit(|| w.conn.execute_batch("COMMIT"));
                 if r.is_err() {
                     w.rollback_if_open("the commit failed");
                 }
@@ -92,7 +123,8 @@ impl Transaction {
         }
     }
 
-    /// Rolls back and releases the connection.
+    /// Rolls back and releases the connection. A transaction SQLite already
+    /// rolled back rolls back without error.
     ///
     /// # Errors
     /// SQLite's error.
@@ -101,8 +133,11 @@ impl Transaction {
     /// The transaction is rolled back whether or not the future completes.
     pub async fn rollback(self) -> Result<()> {
         self.channel
-            .run(|w| {
+            .run_as(Kind::EndLease, |w| {
                 w.end_lease = true;
+                if w.dead_lease().is_some() {
+                    return Ok(());
+                }
                 if w.group.in_member() {
                     w.group_rollback_member();
                     return Ok(());
@@ -110,6 +145,17 @@ impl Transaction {
                 w.rollback()
             })
             .await
+    }
+}
+
+impl Drop for Transaction {
+    fn drop(&mut self) {
+        // The lease ends with the guard, not with the last sender of its
+        // channel (a stream may hold one): the worker sees this before its
+        // next message and rolls back unless commit or rollback ended the
+        // lease already.
+        self.control.end();
+        let _ = self.channel.sender.try_send(Message::Wake);
     }
 }
 
@@ -166,10 +212,12 @@ impl Savepoint<'_> {
     /// If dropped before the RELEASE ran, the savepoint is rolled back.
     pub async fn release(self) -> Result<()> {
         let sql = format!("RELEASE {}", self.name);
-        self.finish(sql).await
+        self.finish(Kind::Plain, sql).await
     }
 
-    /// Undoes the savepoint's work; the enclosing transaction goes on.
+    /// Undoes the savepoint's work; the enclosing transaction goes on. In a
+    /// transaction SQLite already rolled back, there is nothing left to undo:
+    /// it succeeds.
     ///
     /// # Errors
     /// SQLite's error.
@@ -178,16 +226,22 @@ impl Savepoint<'_> {
     /// The savepoint is rolled back whether or not the future completes.
     pub async fn rollback(self) -> Result<()> {
         let sql = format!("ROLLBACK TO {0}; RELEASE {0}", self.name);
-        self.finish(sql).await
+        self.finish(Kind::Undo, sql).await
     }
 
     /// Runs the statement that ends the savepoint. If it fails, or the future
     /// is dropped before it answers, `Drop` still rolls the savepoint back.
-    async fn finish(mut self, sql: String) -> Result<()> {
+    async fn finish(mut self, kind: Kind, sql: String) -> Result<()> {
         self.done = true;
         let r = self
             .channel
-            .run(move |w| Ok(w.conn.execute_batch(&sql)?))
+            .run_as(kind, move |w| {
+                if w.dead_lease().is_some() {
+                    // Only an Undo gets here in a dead lease.
+                    return Ok(());
+                }
+                Ok(w.conn.execute_batch(&sql)?)
+            })
             .await;
         if r.is_err() {
             self.done = false;
@@ -200,9 +254,7 @@ impl Drop for Savepoint<'_> {
     fn drop(&mut self) {
         if !self.done {
             self.channel
-                .shared
-                .defer(Deferred::RollbackTo(std::mem::take(&mut self.name)));
-            let _ = self.channel.sender.try_send(Message::Wake);
+                .release(Deferred::RollbackTo(std::mem::take(&mut self.name)));
         }
     }
 }

@@ -11,7 +11,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -39,6 +39,12 @@ pub(crate) enum Kind {
     /// A transaction's `begin`: on a group-commit writer it may join the
     /// open group.
     Begin,
+    /// A transaction guard's `commit` or `rollback`: it ends the lease, and
+    /// runs even when the transaction is dead (it reports or accepts that).
+    EndLease,
+    /// A savepoint's rollback: runs even when the transaction is dead (the
+    /// work it would undo is gone already).
+    Undo,
 }
 
 /// A request: runs on the worker with the worker's state.
@@ -56,6 +62,63 @@ pub(crate) enum Message {
     /// Nothing to do; lets an idle worker notice dropped cursors.
     Wake,
 }
+
+/// Marks the open transaction as a guard's for as long as it lives (see
+/// [`GuardState`]); dropped on every way out of the guarded code, unwinding
+/// included.
+pub(crate) struct OwnedTransaction<'a>(&'a Shared);
+
+impl<'a> OwnedTransaction<'a> {
+    pub(crate) fn new(shared: &'a Shared) -> OwnedTransaction<'a> {
+        shared.own_transaction();
+        OwnedTransaction(shared)
+    }
+}
+
+impl Drop for OwnedTransaction<'_> {
+    fn drop(&mut self) {
+        self.0.free_transaction();
+    }
+}
+
+/// The guard's side of a lease: a `Transaction` sets `ended` when it is
+/// dropped (and wakes the worker), so the lease ends with the guard whatever
+/// else still holds a sender of the lease's channel (a stream opened in the
+/// transaction, a savepoint's clone).
+#[derive(Debug, Default)]
+pub(crate) struct LeaseControl {
+    ended: AtomicBool,
+}
+
+impl LeaseControl {
+    pub(crate) fn end(&self) {
+        self.ended.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn is_ended(&self) -> bool {
+        self.ended.load(Ordering::Acquire)
+    }
+}
+
+/// A transaction's lease, handed to the worker by its `begin` request.
+pub(crate) struct Lease {
+    pub(crate) rx: mpsc::Receiver<Message>,
+    pub(crate) control: Arc<LeaseControl>,
+}
+
+/// The lease the worker is serving.
+struct Serving {
+    /// Tags what was opened during this lease (parked statements), so that
+    /// it ends with the lease.
+    generation: u64,
+    /// Set once the transaction ended without the guard ending it (SQLite
+    /// rolled it back): the guard is dead, with this cause.
+    ended: Option<Option<Arc<Error>>>,
+}
+
+/// SQLite's extended code for a commit the commit hook turned into a
+/// rollback (`SQLITE_CONSTRAINT_COMMITHOOK`).
+const CONSTRAINT_COMMITHOOK: i32 = 531;
 
 /// How often (in SQLite VM instructions) a running statement checks whether its
 /// caller is gone. A point query never reaches it; a scan checks every few µs.
@@ -83,6 +146,37 @@ pub(crate) struct Shared {
     /// Who may touch the `sqlite3*` handle right now: the worker while it runs a
     /// request, or a backup stepping on another connection's worker.
     pub(crate) handle: crate::backup::HandleLock,
+    /// Parked statements and open blobs, as the worker last published them
+    /// (after every request): read by [`Connection::resources`].
+    ///
+    /// [`Connection::resources`]: crate::Connection::resources
+    pub(crate) parked_statements: AtomicUsize,
+    pub(crate) open_blobs: AtomicUsize,
+    /// Whether a guard owns the open transaction (see [`GuardState`]).
+    guard: AtomicU8,
+}
+
+/// Who may end the open transaction, as the commit hook sees it.
+///
+/// While a guard (a `Transaction` lease, a group of members, the closure of
+/// `Connection::transaction`) owns the transaction, the only commit that may
+/// happen is the guard's own. Every other commit is one the guard never asked
+/// for: a `COMMIT` sent through the guard's handle, or, after SQLite rolled
+/// the transaction back on its own, the implicit commit of a statement that
+/// would otherwise run in autocommit inside the same request (a `call`
+/// closure that goes on past the error). The commit hook turns each such
+/// commit into a rollback, so no write of a guarded transaction is ever made
+/// durable outside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum GuardState {
+    /// No guard: commits are the connection's own business (aiosqlite's
+    /// `execute("BEGIN")` ... `commit()`).
+    Free = 0,
+    /// A guard owns the transaction: commits are refused.
+    Owned = 1,
+    /// The guard is committing: its COMMIT passes.
+    Committing = 2,
 }
 
 /// Work left by a `Drop` (which cannot await), done by the worker before its
@@ -142,6 +236,36 @@ impl Shared {
         self.fault_pending.load(Ordering::Acquire)
     }
 
+    /// Marks the open transaction as a guard's (see [`GuardState`]).
+    pub(crate) fn own_transaction(&self) {
+        self.guard.store(GuardState::Owned as u8, Ordering::Release);
+    }
+
+    /// The guard's transaction is over (committed, rolled back, dropped).
+    pub(crate) fn free_transaction(&self) {
+        self.guard.store(GuardState::Free as u8, Ordering::Release);
+    }
+
+    pub(crate) fn transaction_is_owned(&self) -> bool {
+        self.guard.load(Ordering::Acquire) != GuardState::Free as u8
+    }
+
+    /// Runs the guard's own commit: the commit hook lets it pass.
+    pub(crate) fn guard_commit<R>(&self, commit: impl FnOnce() -> R) -> R {
+        let before = self
+            .guard
+            .swap(GuardState::Committing as u8, Ordering::AcqRel);
+        let r = commit();
+        self.guard.store(before, Ordering::Release);
+        r
+    }
+
+    /// For the commit hook: a commit that no guard asked for, while a guard
+    /// owns the transaction.
+    pub(crate) fn refuses_commit(&self) -> bool {
+        self.guard.load(Ordering::Acquire) == GuardState::Owned as u8
+    }
+
     pub(crate) fn take_fault(&self) -> Option<Error> {
         if !self.fault_pending.swap(false, Ordering::AcqRel) {
             return None;
@@ -194,6 +318,9 @@ struct Parked {
     columns: Columns,
     /// Rows in the next chunk (see [`Worker::fetch_cursor`]).
     rows: usize,
+    /// The lease it was opened in, if any: it is finalized when that lease
+    /// ends (a stream opened in a transaction ends with it).
+    lease: Option<u64>,
 }
 
 /// A stream's chunks double from `iter_chunk_size` rows up to this many, while
@@ -339,7 +466,10 @@ pub(crate) struct Worker {
     slow_statement: Duration,
     pub(crate) next_cursor: u64,
     /// Set by a `begin` request: serve this channel alone until the lease ends.
-    pub(crate) lease: Option<mpsc::Receiver<Message>>,
+    pub(crate) lease: Option<Lease>,
+    /// The lease being served.
+    serving: Option<Serving>,
+    leases: u64,
     /// Set by the request that ends the lease (commit or rollback).
     pub(crate) end_lease: bool,
     /// A pool writer: roll back what a request without the lease left open.
@@ -509,6 +639,8 @@ impl Worker {
             slow_statement: opts.slow_statement,
             next_cursor: 0,
             lease: None,
+            serving: None,
+            leases: 0,
             end_lease: false,
             rollback_stray: opts.role == Role::Writer,
             columns: RefCell::new(HashMap::new()),
@@ -543,26 +675,17 @@ impl Worker {
                     if let Some(lease) = self.lease.take() {
                         self.serve_lease(lease);
                     }
-                    if self.group.is_open() {
-                        self.holding_handle(|w| {
-                            w.group_check();
-                            if rx.is_empty() || w.group.is_full() {
-                                w.group_commit_now();
-                            }
-                        });
-                    } else if self.rollback_stray && !self.conn.is_autocommit() {
-                        // The pool's writer is shared: a transaction nobody
-                        // leased must not swallow the next task's writes.
-                        self.holding_handle(|w| {
-                            w.rollback_if_open(
-                                "a request left a transaction open on the pool's writer",
-                            );
-                        });
-                    }
                 }
                 Message::Close(reply) => break Some(reply),
-                Message::Wake => self.holding_handle(Worker::do_deferred),
+                Message::Wake => self.holding_handle(|w| {
+                    w.do_deferred();
+                    w.publish_resources();
+                }),
             }
+            // After a wake-up too: a group whose last member committed while a
+            // wake-up (a dropped stream) waited in the queue commits now, not
+            // at the next request, which on an idle pool may never come.
+            self.after_request(rx.is_empty() && next.is_none());
         };
         if self.group.is_open() {
             self.holding_handle(Worker::group_commit_now);
@@ -589,21 +712,67 @@ impl Worker {
         }
     }
 
-    /// Serves a transaction's lease channel until the lease ends. When the
-    /// `Transaction` guard is dropped without commit or rollback, its channel
-    /// closes and the transaction is rolled back here.
-    fn serve_lease(&mut self, rx: mpsc::Receiver<Message>) {
+    /// What the writer does between two messages of its main queue.
+    fn after_request(&mut self, queue_empty: bool) {
+        if self.group.is_open() {
+            self.holding_handle(|w| {
+                w.group_check();
+                if queue_empty || w.group.is_full() {
+                    w.group_commit_now();
+                }
+            });
+        } else if self.rollback_stray && !self.conn.is_autocommit() {
+            // The pool's writer is shared: a transaction nobody leased must
+            // not swallow the next task's writes.
+            self.holding_handle(|w| {
+                w.rollback_if_open("a request left a transaction open on the pool's writer");
+            });
+        }
+    }
+
+    /// Serves a transaction's lease channel until the lease ends: the guard
+    /// commits or rolls back (its request sets `end_lease`), or the guard is
+    /// dropped (its `LeaseControl` says so, or every sender of the channel is
+    /// gone), which rolls back.
+    ///
+    /// Ownership while it runs: the lease's transaction belongs to the guard
+    /// (`Shared::own_transaction`, so no commit but the guard's passes the
+    /// commit hook); statements parked during the lease belong to it and are
+    /// finalized when it ends; requests still queued on the lease when it
+    /// ends are dropped unrun, and their callers get
+    /// [`Error::TransactionEnded`].
+    fn serve_lease(&mut self, mut lease: Lease) {
+        self.leases += 1;
+        self.serving = Some(Serving {
+            generation: self.leases,
+            ended: None,
+        });
+        if !self.conn.is_autocommit() {
+            self.shared.own_transaction();
+        }
         self.shared.leased.store(true, Ordering::Release);
-        self.serve_lease_until_end(rx);
+        self.publish_resources();
+        let dropped = self.serve_lease_until_end(&mut lease);
+        // Dropping the receiver drops the requests still queued on it: their
+        // callers learn that the transaction ended.
+        drop(lease);
+        self.holding_handle(|w| w.end_of_lease(dropped));
         self.shared.leased.store(false, Ordering::Release);
     }
 
-    fn serve_lease_until_end(&mut self, mut rx: mpsc::Receiver<Message>) {
+    /// Serves the lease's requests; `true` when the guard went away without
+    /// ending the transaction.
+    fn serve_lease_until_end(&mut self, lease: &mut Lease) -> bool {
         self.end_lease = false;
         loop {
+            // Checked before each message: after the guard is dropped,
+            // nothing queued behind it (a stream's prefetch) may run.
+            if lease.control.is_ended() {
+                return true;
+            }
             // The lease holder's next request is on its way, and nothing
             // else may run here meanwhile: worth waiting for on the spot.
-            match next_message(&mut rx, true) {
+            match next_message(&mut lease.rx, true) {
                 Some(Message::Run { id, span, job, .. }) => {
                     self.run(id, span, job);
                     if self.group.in_member() {
@@ -611,27 +780,115 @@ impl Worker {
                     }
                     if self.end_lease {
                         self.end_lease = false;
-                        return;
+                        return false;
                     }
                 }
-                Some(Message::Wake) => self.holding_handle(Worker::do_deferred),
+                Some(Message::Wake) => self.holding_handle(|w| {
+                    w.do_deferred();
+                    w.publish_resources();
+                }),
                 Some(Message::Close(reply)) => {
                     let _ = reply.send(Err(Error::Cancelled(
                         "close is not available inside a transaction",
                     )));
                 }
-                None => {
-                    self.holding_handle(|w| {
-                        if w.group.in_member() {
-                            w.group_rollback_member();
-                        } else {
-                            w.rollback_if_open("the transaction guard was dropped");
-                        }
-                    });
-                    return;
-                }
+                None => return true,
             }
         }
+    }
+
+    /// Releases everything the lease owned, on every way it can end.
+    fn end_of_lease(&mut self, dropped: bool) {
+        if dropped {
+            if self.group.in_member() {
+                self.group_rollback_member();
+            } else {
+                self.rollback_if_open("the transaction guard was dropped");
+            }
+        }
+        let generation = self.serving.take().map(|s| s.generation);
+        let before = self.cursors.len();
+        self.cursors
+            .retain(|_, p| p.lease.is_none() || p.lease != generation);
+        if self.cursors.len() != before {
+            tracing::debug!(
+                streams = before - self.cursors.len(),
+                "streams opened in the transaction end with it"
+            );
+        }
+        self.do_deferred();
+        if !self.group.is_open() {
+            self.shared.free_transaction();
+        }
+        self.publish_resources();
+    }
+
+    /// Whether a request of `kind` may run now. Inside a dead lease (SQLite
+    /// ended the transaction on its own) nothing runs but the guard's own end
+    /// (`commit` reports the rollback, `rollback` accepts it) and a
+    /// savepoint's rollback: no statement of the guard runs in autocommit.
+    pub(crate) fn admit(&self, kind: Kind) -> Result<()> {
+        match &self.serving {
+            Some(Serving {
+                ended: Some(cause), ..
+            }) if !matches!(kind, Kind::EndLease | Kind::Undo) => Err(Error::RolledBack {
+                cause: cause.clone(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether the worker is serving a transaction's lease.
+    pub(crate) fn in_lease(&self) -> bool {
+        self.serving.is_some()
+    }
+
+    /// The error a dead lease's `commit` returns, if the lease is dead.
+    pub(crate) fn dead_lease(&self) -> Option<Error> {
+        match &self.serving {
+            Some(Serving {
+                ended: Some(cause), ..
+            }) => Some(Error::RolledBack {
+                cause: cause.clone(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// Called after a request found a guarded transaction open and left it
+    /// ended, without being the guard's own end: SQLite rolled it back (the
+    /// request's error says why), or a statement of the request ended it.
+    /// The request's error becomes [`Error::RolledBack`]; the lease is dead
+    /// from now on; a group's members learn it from the group's outcome.
+    pub(crate) fn guarded_transaction_ended<R>(&mut self, result: &mut Result<R>) {
+        let cause = match std::mem::replace(result, Err(Error::TransactionEnded)) {
+            Err(e) if e.extended_code() != Some(CONSTRAINT_COMMITHOOK) => {
+                let cause = Arc::new(e);
+                *result = Err(Error::RolledBack {
+                    cause: Some(Arc::clone(&cause)),
+                });
+                Some(cause)
+            }
+            other => {
+                // A COMMIT through the guard's handle, turned into a
+                // rollback by the commit hook, or a ROLLBACK that succeeded.
+                *result = match other {
+                    Ok(v) => Ok(v),
+                    Err(_) => Err(Error::RolledBack { cause: None }),
+                };
+                None
+            }
+        };
+        tracing::warn!(
+            cause = cause.as_deref().map(tracing::field::display),
+            "the transaction a guard holds was rolled back inside it; its later statements fail"
+        );
+        if let Some(serving) = self.serving.as_mut() {
+            if serving.ended.is_none() {
+                serving.ended = Some(cause.clone());
+            }
+        }
+        self.group.ended_by(cause);
     }
 
     /// Runs `f` holding this connection's handle lock, which keeps a backup
@@ -642,12 +899,24 @@ impl Worker {
         f(self)
     }
 
+    /// Publishes what the worker holds for [`Connection::resources`].
+    ///
+    /// [`Connection::resources`]: crate::Connection::resources
+    fn publish_resources(&self) {
+        let shared = &self.shared;
+        shared
+            .parked_statements
+            .store(self.cursors.len(), Ordering::Relaxed);
+        shared.open_blobs.store(self.blobs.len(), Ordering::Relaxed);
+    }
+
     fn run(&mut self, id: u64, span: Span, job: Job) {
         self.holding_handle(|w| {
             w.do_deferred();
             let _entered = span.enter();
             w.shared.running.store(id, Ordering::Relaxed);
             job(w);
+            w.publish_resources();
         });
         if self.shared.cancel_pending.swap(false, Ordering::AcqRel) {
             // Every id listed is finished or will be skipped (its caller is
@@ -885,7 +1154,7 @@ impl Worker {
     }
 
     pub(crate) fn execute_script(&self, sql: &str) -> Result<()> {
-        check_sql(sql)?;
+        check_nul(sql)?;
         let started = Instant::now();
         if self.isolation_level.is_some() && !self.conn.is_autocommit() {
             // Python's executescript commits a pending transaction first.
@@ -1030,18 +1299,26 @@ impl Worker {
                 cursor,
                 columns,
                 rows: self.chunk_size,
+                lease: self.serving.as_ref().map(|s| s.generation),
             },
         );
         self.fetch_cursor(id, reader)
     }
 
     /// The next chunk of a parked stream.
+    ///
+    /// Ownership: between requests the map holds the statement, for the one
+    /// handle the caller's side holds (`Held`); while this request reads
+    /// from it, the statement is out of the map, owned by this frame, so a
+    /// reader that panics (a decoder) or fails finalizes it as the frame
+    /// unwinds or returns. It goes back only when rows remain, for the new
+    /// handle the answer carries.
     pub(crate) fn fetch_cursor<R: ReadChunk + ?Sized>(
         &mut self,
         id: u64,
         reader: &mut R,
     ) -> Result<Chunk<R::Item>> {
-        let parked = self.cursors.get_mut(&id).ok_or(Error::Cancelled(
+        let mut parked = self.cursors.remove(&id).ok_or(Error::Cancelled(
             "the stream's statement was already finalized",
         ))?;
         let max = parked.rows;
@@ -1052,30 +1329,21 @@ impl Worker {
         if reader.footprint() < GROW_BELOW {
             parked.rows = (max * 2).min(MAX_CHUNK_ROWS).max(self.chunk_size);
         }
-        match result {
-            Ok((rows, false)) => Ok(Chunk {
-                rows,
-                cursor: Some(id),
-            }),
-            Ok((rows, true)) => {
-                self.cursors.remove(&id);
-                Ok(Chunk { rows, cursor: None })
-            }
-            Err(e) => {
-                self.cursors.remove(&id);
-                Err(e)
-            }
+        let (rows, exhausted) = result?;
+        if exhausted {
+            return Ok(Chunk { rows, cursor: None });
         }
+        self.cursors.insert(id, parked);
+        Ok(Chunk {
+            rows,
+            cursor: Some(id),
+        })
     }
 
     /// The connection alias that statements and blobs kept open between
     /// requests borrow (see `Worker::open`).
     pub(crate) fn alias(&self) -> Rc<rusqlite::Connection> {
         Rc::clone(&self.alias)
-    }
-
-    pub(crate) fn close_cursor(&mut self, id: u64) {
-        self.cursors.remove(&id);
     }
 
     pub(crate) fn commit(&self) -> Result<()> {
@@ -1341,10 +1609,38 @@ fn read_block(
 }
 
 /// Refuses SQL that SQLite would silently cut short.
+/// The checks every statement's SQL passes before prepare: no NUL byte, and
+/// at least one statement (SQLite prepares empty text into no statement at
+/// all, which rusqlite then reports as API misuse).
 pub(crate) fn check_sql(sql: &str) -> Result<()> {
+    check_nul(sql)?;
+    if holds_no_statement(sql) {
+        return Err(Error::EmptySql);
+    }
+    Ok(())
+}
+
+/// Scripts may be empty (as Python's `executescript`); NUL is still refused.
+pub(crate) fn check_nul(sql: &str) -> Result<()> {
     match sql.bytes().position(|b| b == 0) {
         Some(offset) => Err(Error::NulInSql { offset }),
         None => Ok(()),
+    }
+}
+
+/// Whether `sql` is only white space (SQLite's), comments and semicolons.
+/// Ordinary SQL answers on its first byte.
+fn holds_no_statement(sql: &str) -> bool {
+    let mut s = sql;
+    loop {
+        s = s.trim_start_matches([' ', '\t', '\n', '\x0b', '\x0c', '\r', ';']);
+        if let Some(rest) = s.strip_prefix("--") {
+            s = rest.split_once('\n').map_or("", |(_, r)| r);
+        } else if let Some(rest) = s.strip_prefix("/*") {
+            s = rest.split_once("*/").map_or("", |(_, r)| r);
+        } else {
+            return s.is_empty();
+        }
     }
 }
 
@@ -1397,6 +1693,29 @@ pub(crate) fn is_dml(sql: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sql_without_a_statement() {
+        for blank in [
+            "", " \t\r\n", ";", " ; ;\n", "-- c", "-- c\n;", "/* c */", "/* open", "/**/;--",
+        ] {
+            assert!(holds_no_statement(blank), "{blank:?}");
+            assert!(
+                matches!(check_sql(blank), Err(Error::EmptySql)),
+                "{blank:?}"
+            );
+            assert!(check_nul(blank).is_ok(), "{blank:?}");
+        }
+        for sql in [
+            "SELECT 1",
+            "; SELECT 1",
+            "-- c\nSELECT 1",
+            "/* c */ x",
+            "\u{a0}",
+        ] {
+            assert!(!holds_no_statement(sql), "{sql:?}");
+        }
+    }
 
     #[test]
     fn dml_detection() {
