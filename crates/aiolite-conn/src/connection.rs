@@ -78,13 +78,20 @@ impl fmt::Debug for Held {
 
 impl Channel {
     /// Leaves `work` for the worker's next request and wakes the worker if it
-    /// is idle: through this channel, or, once a lease is over, through the
-    /// main queue.
+    /// is idle: through this channel (or, once a lease is over, through the
+    /// main queue), and through the lease it serves, if it serves one, where
+    /// a wake-up on the main queue would wait for the lease to end. A wake-up
+    /// too many costs one empty turn of the worker's loop.
     pub(crate) fn release(&self, work: Deferred) {
         self.shared.defer(work);
         if let Err(mpsc::error::TrySendError::Closed(_)) = self.sender.try_send(Message::Wake) {
             if let Some(main) = self.main.as_ref().and_then(mpsc::WeakSender::upgrade) {
                 let _ = main.try_send(Message::Wake);
+            }
+        }
+        if let Some(lease) = self.shared.lease_waker() {
+            if !lease.same_channel(&self.sender) {
+                let _ = lease.try_send(Message::Wake);
             }
         }
     }
@@ -653,6 +660,7 @@ impl Connection {
         let lease = worker::Lease {
             rx: lease_rx,
             control: Arc::clone(&control),
+            wake: lease_tx.downgrade(),
         };
         // Dropped before the answer is read, this future drops `lease_tx`:
         // the lease the worker serves then has no sender and ends at once,

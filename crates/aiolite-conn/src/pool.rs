@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::connection::{Connection, Sql};
+use crate::connection::{Connection, Resources, Sql};
 use crate::decode::RowDecoder;
 use crate::error::{Error, Result};
 use crate::options::{ConnectOptions, Role, Target, TransactionBehavior};
@@ -714,6 +714,17 @@ impl Database {
     /// Whether the pool was closed.
     pub fn is_closed(&self) -> bool {
         self.inner.writer.is_closed()
+    }
+
+    /// [`Connection::resources`] summed over the pool's connections;
+    /// `leased` says whether a transaction holds the writer.
+    pub fn resources(&self) -> Resources {
+        let mut sum = self.inner.writer.resources();
+        for r in self.inner.readers.iter().map(Connection::resources) {
+            sum.parked_statements += r.parked_statements;
+            sum.open_blobs += r.open_blobs;
+        }
+        sum
     }
 }
 

@@ -104,6 +104,8 @@ impl LeaseControl {
 pub(crate) struct Lease {
     pub(crate) rx: mpsc::Receiver<Message>,
     pub(crate) control: Arc<LeaseControl>,
+    /// A weak sender of `rx`'s channel, for `Shared::lease_waker`.
+    pub(crate) wake: mpsc::WeakSender<Message>,
 }
 
 /// The lease the worker is serving.
@@ -154,6 +156,10 @@ pub(crate) struct Shared {
     pub(crate) open_blobs: AtomicUsize,
     /// Whether a guard owns the open transaction (see [`GuardState`]).
     guard: AtomicU8,
+    /// The lease being served, to wake the worker there when a caller
+    /// releases something (see `Channel::release`). Weak: it must not keep
+    /// the lease's channel open.
+    lease_wake: Mutex<Option<mpsc::WeakSender<Message>>>,
 }
 
 /// Who may end the open transaction, as the commit hook sees it.
@@ -234,6 +240,13 @@ impl Shared {
 
     pub(crate) fn fault_pending(&self) -> bool {
         self.fault_pending.load(Ordering::Acquire)
+    }
+
+    /// The queue of the lease being served, if any.
+    pub(crate) fn lease_waker(&self) -> Option<mpsc::Sender<Message>> {
+        lock(&self.lease_wake)
+            .as_ref()
+            .and_then(mpsc::WeakSender::upgrade)
     }
 
     /// Marks the open transaction as a guard's (see [`GuardState`]).
@@ -750,9 +763,11 @@ impl Worker {
         if !self.conn.is_autocommit() {
             self.shared.own_transaction();
         }
+        *lock(&self.shared.lease_wake) = Some(lease.wake.clone());
         self.shared.leased.store(true, Ordering::Release);
         self.publish_resources();
         let dropped = self.serve_lease_until_end(&mut lease);
+        *lock(&self.shared.lease_wake) = None;
         // Dropping the receiver drops the requests still queued on it: their
         // callers learn that the transaction ended.
         drop(lease);
