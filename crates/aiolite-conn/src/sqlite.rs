@@ -65,7 +65,10 @@ fn version_text(v: i32) -> String {
 /// Held around every `sqlite3_open` and `sqlite3_close`, but only where the
 /// linked SQLite has the open/close deadlock (older than 3.51.2). From 3.51.2
 /// on, opens and closes run in parallel: `benches/open_many.rs` measured 64
-/// `Database`s opening in a third of the time without the lock.
+/// `Database`s (320 connections) on 64 files opening in 88-104 ms without the
+/// lock against 159-172 ms with it (on one file, 50-52 ms against 54-63 ms;
+/// closing 22-31 ms either way). `tests/open_close_stress.rs` is the proof
+/// that concurrent open/close of one WAL file no longer hangs.
 pub(crate) fn open_close_guard() -> Option<MutexGuard<'static, ()>> {
     static OPEN_CLOSE: Mutex<()> = Mutex::new(());
     (rusqlite::version_number() < OPEN_CLOSE_FIXED)

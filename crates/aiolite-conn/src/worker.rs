@@ -6,6 +6,43 @@
 //! away is skipped if it has not started and interrupted (through the progress
 //! handler, which compares ids) if it is running, and an interrupt meant for one
 //! request can never stop the next.
+//!
+//! # Who owns what the worker holds for callers
+//!
+//! Each resource has exactly one owner at a time, and every way that owner
+//! can go releases it:
+//!
+//! - **A transaction's lease** belongs to its `Transaction` guard. It ends
+//!   with the guard's `commit`/`rollback` (requests of [`Kind::EndLease`]),
+//!   with the guard's drop (its [`LeaseControl`] is checked before every
+//!   message, and the drop wakes the worker), or when every sender of the
+//!   lease's queue is gone (a `begin` whose caller left): then it rolls back.
+//!   Requests still queued on the lease are dropped unrun
+//!   ([`Error::TransactionEnded`] for their callers), and what was parked
+//!   during the lease is finalized: nothing keeps a lease past its guard.
+//! - **The guard's transaction** can end only through the guard. While a
+//!   guard owns it ([`GuardState`]) the commit hook turns every other commit
+//!   into a rollback. If SQLite rolls it back on its own, the request that saw
+//!   it happen turns its error into [`Error::RolledBack`], the lease is dead
+//!   ([`Worker::admit`] refuses everything but its end), and a group's members
+//!   all fail with that cause.
+//! - **A savepoint** belongs to its `Savepoint` guard: released or rolled
+//!   back by it, or rolled back before the next request when dropped
+//!   ([`Deferred::RollbackTo`]).
+//! - **A parked statement** (a stream between chunks) and **a blob handle**
+//!   belong to one `Held` value: the stream or `Blob`, the request carrying it
+//!   to the worker, or the answer carrying it back (made on the worker before
+//!   the answer is sent). Dropped anywhere, a `Held` leaves the release to
+//!   the worker ([`Deferred`]) and wakes it, also inside a lease. While a
+//!   request reads from a statement, the statement is out of the map, owned
+//!   by that request's frame, so a panicking decoder finalizes it as it
+//!   unwinds.
+//! - **A group of members** owns the writer's transaction from the first
+//!   member's `BEGIN` to the group's `COMMIT`, which runs as soon as the queue
+//!   holds no further `begin`: checked after every message, wake-ups
+//!   included.
+//! - **Closing** waits for a lease to end, then drops every parked statement
+//!   and blob before the connection.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
