@@ -205,7 +205,7 @@ struct Handle {
 
 impl Handle {
     /// The connection requests of this handle go through (the pool's writer
-    /// for the pool: reads through the pool's readers are issue #16's).
+    /// for the pool).
     fn writer(&self) -> &Connection {
         match (&self.conn, &self.db) {
             (Some(c), _) => c,
@@ -354,9 +354,9 @@ impl World {
         self.next_key
     }
 
-    /// Whether `a` may send a request to `h`'s writer and await it: nobody
-    /// else's transaction holds it, and not `a`'s own (a request on the
-    /// handle from inside one's own transaction waits for it: issue #16).
+    /// Whether a request to `h`'s writer may be awaited: no actor's
+    /// transaction holds it. (From inside one's own transaction, such a
+    /// request fails with `InsideOwnTransaction`: tests/pool_semantics.rs.)
     fn free_for(&self, h: usize) -> bool {
         self.handles[h].leased_by.is_none()
     }
@@ -627,10 +627,15 @@ impl World {
                 }
                 let _ = a;
                 let hd = &self.handles[h];
-                let read = within("read", hd.writer().fetch_all("SELECT k FROM kv", ()))
-                    .await
-                    .expect("read");
-                check_keys(hd, &keys(read), "the handle's own read");
+                // Through the handle: a pool routes it to a reader, which must
+                // not be one whose open stream pinned an older snapshot.
+                let read = match (&hd.conn, &hd.db) {
+                    (Some(c), _) => within("read", c.fetch_all("SELECT k FROM kv", ())).await,
+                    (None, Some(db)) => within("read", db.fetch_all("SELECT k FROM kv", ())).await,
+                    (None, None) => unreachable!(),
+                }
+                .expect("read");
+                check_keys(hd, &keys(read), "a read through the handle");
             }
             Op::Stream {
                 a,
@@ -670,10 +675,11 @@ impl World {
                     }
                     _ => {
                         // A stream on a Connection, or on a pool's writer,
-                        // waits for a lease on it; a pool stream reads on a
-                        // reader.
-                        let blocking = h == 0 || via == 1;
-                        if blocking && !self.free_for(h) {
+                        // waits for a lease on it. A pool stream reads on a
+                        // reader, or on the writer when every reader holds a
+                        // stream: it may wait too.
+                        let blocking = true;
+                        if (h == 0 || via == 1) && !self.free_for(h) {
                             return;
                         }
                         Live {
@@ -882,6 +888,21 @@ fn pick(i: usize, len: usize) -> Option<usize> {
     (len > 0).then(|| i % len)
 }
 
+/// Runs one step in a task of its own, as a service's handlers each run in
+/// theirs: a request that waits for another actor's transaction then waits
+/// (it is not refused as a request from inside one's own transaction).
+async fn in_a_task_of_its_own(mut world: World, op: &Op) -> World {
+    let op = op.clone();
+    let step = tokio::spawn(async move {
+        world.step(&op).await;
+        world
+    });
+    match step.await {
+        Ok(world) => world,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
 fn keys(rows: Vec<aiolite::Row>) -> BTreeSet<i64> {
     rows.iter()
         .map(|r| r.get::<i64, _>(0).expect("k"))
@@ -955,7 +976,7 @@ fn the_engine_keeps_its_promises_under_random_use() {
                 rt.block_on(async {
                     let mut world = World::new(group_commit).await;
                     for op in &ops {
-                        world.step(op).await;
+                        world = in_a_task_of_its_own(world, op).await;
                         world.check().await;
                     }
                     world.close().await;
@@ -1066,7 +1087,7 @@ fn the_model_replays_the_reported_cases() {
         rt.block_on(async {
             let mut world = World::new(group_commit).await;
             for op in &ops {
-                world.step(op).await;
+                world = in_a_task_of_its_own(world, op).await;
                 world.check().await;
             }
             world.close().await;

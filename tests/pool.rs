@@ -110,7 +110,13 @@ async fn guard_rail_statements_go_to_the_writer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_left_open_outside_a_lease_is_rolled_back() {
     let (_dir, db) = pool().await;
-    db.execute("BEGIN", ()).await.expect("begin");
+    // Sent through the pool, BEGIN is refused (it would be rolled back right
+    // after the request): issue #16.
+    let begin = db.execute("BEGIN", ()).await;
+    assert!(
+        matches!(begin, Err(Error::TransactionControl(_))),
+        "{begin:?}"
+    );
     assert!(!db.on_writer().in_transaction().await.expect("state"));
     // It went to the writer (and was rolled back there), not to a reader:
     // `on_reader` rotates, so these calls visit both readers.
@@ -145,12 +151,16 @@ async fn transactions_read_their_writes_and_others_do_not() {
         "the transaction reads its own write"
     );
     // Another task reads the committed state from a reader, without waiting.
+    // (This task holds the transaction: a read through the pool from here is
+    // refused, tests/pool_semantics.rs.)
+    let other = db.clone();
     let outside = tokio::time::timeout(
         Duration::from_secs(2),
-        db.fetch_one("SELECT v FROM c WHERE id = 1", ()),
+        tokio::spawn(async move { other.fetch_one("SELECT v FROM c WHERE id = 1", ()).await }),
     )
     .await
     .expect("reads are not blocked by the write transaction")
+    .expect("join")
     .expect("read");
     assert_eq!(outside.get::<i64, _>(0).expect("v"), 0);
     tx.commit().await.expect("commit");

@@ -253,8 +253,16 @@ impl Channel {
         F: FnOnce(&mut Worker) -> Result<R> + Send + 'static,
         R: Send + 'static,
     {
-        if !self.is_lease() && self.shared.closed.load(Ordering::Acquire) {
-            return Err(Error::Closed);
+        if self.is_lease() {
+            self.shared.lease_used_by(worker::caller_identity());
+        } else {
+            if self.shared.closed.load(Ordering::Acquire) {
+                return Err(Error::Closed);
+            }
+            if self.shared.leased_by_caller() {
+                // It would queue behind the caller's own transaction.
+                return Err(Error::InsideOwnTransaction);
+            }
         }
         let (tx, rx) = oneshot::channel();
         let (in_flight, in_flight_now) = worker::InFlight::start();
@@ -512,6 +520,13 @@ impl Connection {
         self.channel().shared.leased.load(Ordering::Acquire)
     }
 
+    /// Whether a statement here could read an old snapshot: a transaction
+    /// holds the worker, or a stream is open (its parked statement keeps
+    /// the connection's read transaction).
+    pub(crate) fn is_held(&self) -> bool {
+        self.is_leased() || self.channel().shared.open_streams.load(Ordering::Acquire) > 0
+    }
+
     /// What the worker holds for callers right now: statements parked by
     /// open streams, open blob handles, and whether a transaction leases the
     /// worker. Cheap (counters the worker publishes after every request), for
@@ -620,9 +635,10 @@ impl Connection {
     ///
     /// While the guard is alive it owns the connection: requests from other
     /// handles wait until it commits, rolls back or is dropped, so no other
-    /// task's statement can land inside it. **Do not await requests on the
-    /// connection itself while holding the guard in the same task**: they wait
-    /// for the guard; use the guard's own methods.
+    /// task's statement can land inside it. Requests on the connection itself
+    /// from the task holding the guard fail at once with
+    /// [`Error::InsideOwnTransaction`] (they would wait for the guard); use
+    /// the guard's own methods.
     ///
     /// ```
     /// # async fn demo(conn: aiolite_conn::Connection) -> aiolite_conn::Result<()> {
@@ -661,11 +677,13 @@ impl Connection {
             rx: lease_rx,
             control: Arc::clone(&control),
             wake: lease_tx.downgrade(),
+            owner: worker::caller_identity(),
         };
-        // Dropped before the answer is read, this future drops `lease_tx`:
-        // the lease the worker serves then has no sender and ends at once,
-        // rolling back. Dropped before the request runs, the lease never
-        // starts.
+        // Dropped before the answer is read, this future ends the lease (the
+        // guard it would have made is gone): the worker, if it started the
+        // lease, rolls back at once, and the caller is free of it at once.
+        // Dropped before the request runs, the lease never starts.
+        let unclaimed = EndUnclaimed(Some(Arc::clone(&control)));
         self.channel()
             .send(
                 move |w| {
@@ -674,7 +692,7 @@ impl Connection {
                     } else {
                         w.conn.execute_batch(behavior.begin_sql())?;
                     }
-                    w.lease = Some(lease);
+                    w.start_lease(lease);
                     Ok(())
                 },
                 Kind::Begin,
@@ -687,6 +705,7 @@ impl Connection {
             lease: Some(Arc::clone(&control)),
             main: Some(self.channel().sender.downgrade()),
         };
+        unclaimed.claimed();
         Ok(Transaction::new(self.clone(), channel, control))
     }
 
@@ -858,6 +877,24 @@ impl fmt::Debug for Connection {
             .field("path", &self.inner.path)
             .field("closed", &self.is_closed())
             .finish()
+    }
+}
+
+/// Ends a lease whose `begin` future went away before it made the guard.
+struct EndUnclaimed(Option<Arc<worker::LeaseControl>>);
+
+impl EndUnclaimed {
+    /// The guard now owns the lease.
+    fn claimed(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for EndUnclaimed {
+    fn drop(&mut self) {
+        if let Some(control) = self.0.take() {
+            control.end();
+        }
     }
 }
 

@@ -178,6 +178,23 @@ pub enum Error {
     #[error("the transaction this belongs to has ended (committed, rolled back or dropped); streams and blobs opened in a transaction end with it")]
     TransactionEnded,
 
+    /// The calling task holds the transaction that leases this connection
+    /// (or this pool's writer), and sent a request through the connection or
+    /// the pool instead of through the transaction: the request would wait
+    /// for that very transaction forever. Send it through the guard
+    /// (`tx.execute`, `tx.fetch_all`, ...), or end the transaction first.
+    #[error("this task holds the transaction (from begin()) that leases the connection, and sent a request around it: it would wait for that transaction forever; send it through the transaction's handle (tx.execute, tx.fetch_all, ...) or commit first")]
+    InsideOwnTransaction,
+
+    /// Transaction control (`BEGIN`, `SAVEPOINT`, `COMMIT`, `ROLLBACK`,
+    /// `RELEASE`) sent through a [`Database`](crate::Database) outside a
+    /// transaction guard, or a script that left a transaction open: on a pool
+    /// each request may run on another connection, and a transaction left
+    /// open after a request is rolled back. Use `db.begin()` or
+    /// `db.transaction(|tx| ..)`.
+    #[error("transaction control through a Database is refused ({0}): a transaction a request leaves open on the pool is rolled back after it, so use db.begin() or db.transaction(|tx| ..) instead")]
+    TransactionControl(&'static str),
+
     /// The SQL text holds no statement: it is empty, blank, or only comments
     /// and semicolons. (`execute_script` accepts an empty script, as
     /// Python's `executescript` does.)
@@ -323,6 +340,7 @@ impl Error {
             | Error::Migration(_)
             | Error::RolledBack { .. }
             | Error::TransactionEnded => ErrorKind::Operational,
+            Error::InsideOwnTransaction | Error::TransactionControl(_) => ErrorKind::Programming,
             _ => ErrorKind::Programming,
         }
     }
@@ -349,6 +367,8 @@ impl Error {
             },
             Error::TransactionEnded => Error::TransactionEnded,
             Error::EmptySql => Error::EmptySql,
+            Error::InsideOwnTransaction => Error::InsideOwnTransaction,
+            Error::TransactionControl(what) => Error::TransactionControl(what),
             other => Error::Sqlite {
                 code: ErrorCode::Unknown,
                 extended_code: 0,

@@ -224,6 +224,29 @@ fn writer_only(sql: &str) -> bool {
     lower.contains("last_insert_rowid") || lower.contains("changes")
 }
 
+/// `BEGIN`, `SAVEPOINT`, `COMMIT`, `END`, `ROLLBACK` and `RELEASE` through a
+/// pool's statement methods: the transaction would be rolled back after the
+/// request (or there is none to end), so the work the caller believes inside
+/// one would autocommit.
+/// (No allocation: it runs on every routed request.)
+fn refuse_transaction_control(sql: &str) -> Result<()> {
+    let word = crate::worker::first_word(sql);
+    let refused = [
+        ("BEGIN", "BEGIN"),
+        ("SAVEPOINT", "SAVEPOINT"),
+        ("COMMIT", "COMMIT"),
+        ("END", "COMMIT"),
+        ("ROLLBACK", "ROLLBACK"),
+        ("RELEASE", "RELEASE"),
+    ]
+    .into_iter()
+    .find(|(k, _)| word.eq_ignore_ascii_case(k));
+    match refused {
+        Some((_, what)) => Err(Error::TransactionControl(what)),
+        None => Ok(()),
+    }
+}
+
 impl Database {
     /// Opens a pool on `path` with 4 readers and the default
     /// [`ConnectOptions`] (WAL, foreign keys on, 5 s busy timeout).
@@ -269,10 +292,13 @@ impl Database {
         std::iter::once(&self.inner.writer).chain(self.inner.readers.iter())
     }
 
-    /// The least busy reader (`PRAGMA query_only`: a write sent to it fails
-    /// with "attempt to write a readonly database"). The writer when the pool
-    /// has no readers, or when a transaction (a [`dump`](Database::dump))
-    /// holds every reader.
+    /// The least busy reader that holds no read snapshot (`PRAGMA
+    /// query_only`: a write sent to it fails with "attempt to write a
+    /// readonly database"). A reader with an open stream or a transaction (a
+    /// [`dump`](Database::dump)) is skipped: a statement there would read the
+    /// snapshot that stream or transaction pinned, older than writes already
+    /// acknowledged. The writer when the pool has no readers, or when every
+    /// reader is held so.
     pub fn on_reader(&self) -> &Connection {
         let readers = &self.inner.readers;
         if readers.is_empty() {
@@ -284,7 +310,7 @@ impl Database {
         // A reader a transaction holds (a dump's snapshot) is the last
         // choice: its queue waits for the transaction, which may belong to
         // the very task asking.
-        let load = |r: &Connection| (r.is_leased(), r.queued_requests());
+        let load = |r: &Connection| (r.is_held(), r.queued_requests());
         let start = self.inner.next_reader.load(Ordering::Relaxed);
         let mut best = start % readers.len();
         for i in 0..readers.len() {
@@ -298,8 +324,11 @@ impl Database {
                 best = at;
             }
         }
-        if readers[best].is_leased() {
-            // Every reader is held: the writer serves the read.
+        if readers[best].is_held() {
+            // Every reader is held by a stream or a transaction, whose
+            // snapshot a fresh read would share: the writer serves it. The
+            // writer is the pool's only writer, so its snapshot is always
+            // the latest.
             return &self.inner.writer;
         }
         self.inner.next_reader.store(best, Ordering::Relaxed);
@@ -309,9 +338,11 @@ impl Database {
     /// The connection for `sql`: see the routing rules on [`Database`]. The
     /// verdict is remembered per SQL text, so the rules and the classifying
     /// prepare cost once per distinct statement, not once per request.
-    async fn route(&self, sql: &str) -> &Connection {
+    async fn route(&self, sql: &str) -> Result<&Connection> {
+        self.refuse_own_lease()?;
+        refuse_transaction_control(sql)?;
         if self.inner.readers.is_empty() {
-            return &self.inner.writer;
+            return Ok(&self.inner.writer);
         }
         let known = self
             .inner
@@ -351,11 +382,22 @@ impl Database {
                 verdict.unwrap_or(false)
             }
         };
-        if read_only {
+        Ok(if read_only {
             self.on_reader()
         } else {
             &self.inner.writer
+        })
+    }
+
+    /// A request through the pool from the task that holds the writer's
+    /// transaction would wait for that transaction (or, on a reader, not see
+    /// its writes, while a `:memory:` pool, whose one connection is the
+    /// writer, would wait): refused alike everywhere.
+    fn refuse_own_lease(&self) -> Result<()> {
+        if self.inner.writer.channel().shared.leased_by_caller() {
+            return Err(Error::InsideOwnTransaction);
         }
+        Ok(())
     }
 
     /// Runs one statement on the connection it routes to; see
@@ -368,7 +410,7 @@ impl Database {
     /// As [`Connection::execute`].
     pub async fn execute<P: Params>(&self, sql: impl Into<Sql>, params: P) -> Result<usize> {
         let sql = sql.into();
-        self.route(&sql).await.execute(sql, params).await
+        self.route(&sql).await?.execute(sql, params).await
     }
 
     /// Runs one INSERT on the writer and returns the new rowid.
@@ -379,6 +421,8 @@ impl Database {
     /// # Cancel safety
     /// As [`Connection::execute`].
     pub async fn execute_insert<P: Params>(&self, sql: impl Into<Sql>, params: P) -> Result<i64> {
+        let sql = sql.into();
+        refuse_transaction_control(&sql)?;
         self.inner.writer.execute_insert(sql, params).await
     }
 
@@ -394,6 +438,8 @@ impl Database {
         I: IntoIterator + Send + 'static,
         I::Item: Params,
     {
+        let sql = sql.into();
+        refuse_transaction_control(&sql)?;
         self.inner.writer.execute_many(sql, params).await
     }
 
@@ -405,7 +451,24 @@ impl Database {
     /// # Cancel safety
     /// As [`Connection::execute`].
     pub async fn execute_script(&self, sql: impl Into<Sql>) -> Result<()> {
-        self.inner.writer.execute_script(sql).await
+        let sql = sql.into();
+        self.inner
+            .writer
+            .channel()
+            .run(move |w| {
+                w.execute_script(&sql)?;
+                if !w.conn.is_autocommit() {
+                    // `BEGIN; ...; COMMIT;` scripts (a dump's) are fine; one
+                    // that leaves its transaction open would be rolled back
+                    // after this request, silently.
+                    w.rollback_if_open("a script left a transaction open on the pool's writer");
+                    return Err(Error::TransactionControl(
+                        "the script left a transaction open; it was rolled back",
+                    ));
+                }
+                Ok(())
+            })
+            .await
     }
 
     /// All rows of a query, from the connection it routes to.
@@ -417,7 +480,7 @@ impl Database {
     /// As [`Connection::execute`].
     pub async fn fetch_all<P: Params>(&self, sql: impl Into<Sql>, params: P) -> Result<Vec<Row>> {
         let sql = sql.into();
-        self.route(&sql).await.fetch_all(sql, params).await
+        self.route(&sql).await?.fetch_all(sql, params).await
     }
 
     /// The first row of a query; [`Error::NoRows`] if there is none.
@@ -429,7 +492,7 @@ impl Database {
     /// As [`Connection::execute`].
     pub async fn fetch_one<P: Params>(&self, sql: impl Into<Sql>, params: P) -> Result<Row> {
         let sql = sql.into();
-        self.route(&sql).await.fetch_one(sql, params).await
+        self.route(&sql).await?.fetch_one(sql, params).await
     }
 
     /// The first row of a query, if any.
@@ -445,7 +508,7 @@ impl Database {
         params: P,
     ) -> Result<Option<Row>> {
         let sql = sql.into();
-        self.route(&sql).await.fetch_optional(sql, params).await
+        self.route(&sql).await?.fetch_optional(sql, params).await
     }
 
     /// Maps each row with `f` on the worker of the connection the query
@@ -463,7 +526,7 @@ impl Database {
         F: FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T> + Send + 'static,
     {
         let sql = sql.into();
-        self.route(&sql).await.query_map(sql, params, f).await
+        self.route(&sql).await?.query_map(sql, params, f).await
     }
 
     /// Decodes every row on the worker of the connection the query routes
@@ -482,7 +545,7 @@ impl Database {
     ) -> Result<Vec<D::Output>> {
         let sql = sql.into();
         self.route(&sql)
-            .await
+            .await?
             .fetch_all_with(sql, params, decoder)
             .await
     }
@@ -503,7 +566,7 @@ impl Database {
     ) -> Result<Option<D::Output>> {
         let sql = sql.into();
         self.route(&sql)
-            .await
+            .await?
             .fetch_optional_with(sql, params, decoder)
             .await
     }
@@ -524,7 +587,7 @@ impl Database {
     ) -> Result<D::Output> {
         let sql = sql.into();
         self.route(&sql)
-            .await
+            .await?
             .fetch_one_with(sql, params, decoder)
             .await
     }
@@ -560,7 +623,7 @@ impl Database {
     ) -> RowStream<T> {
         let db = self.clone();
         let text = sql.clone();
-        let route = Box::pin(async move { db.route(&text).await.channel().clone() });
+        let route = Box::pin(async move { Ok(db.route(&text).await?.channel().clone()) });
         RowStream::routed(route, sql, params, reader)
     }
 
@@ -588,6 +651,7 @@ impl Database {
         T: Send + 'static,
         E: From<Error> + Send + 'static,
     {
+        self.refuse_own_lease()?;
         self.on_reader().call(f).await
     }
 
@@ -614,9 +678,15 @@ impl Database {
     /// other tasks' writes wait in order and none lands inside it. Reads from
     /// other tasks keep going on the readers.
     ///
+    /// Inside the transaction, send everything through the guard: a request
+    /// through this `Database` from the task holding the guard fails at once
+    /// with [`Error::InsideOwnTransaction`] (it would wait for the guard, or
+    /// read around it).
+    ///
     /// # Errors
     /// `SQLITE_BUSY` if another process holds the write lock past the busy
-    /// timeout.
+    /// timeout; [`Error::InsideOwnTransaction`] when this task holds a guard
+    /// already.
     ///
     /// # Cancel safety
     /// Cancel safe: a transaction whose BEGIN nobody saw succeed is rolled back

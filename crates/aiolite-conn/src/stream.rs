@@ -17,6 +17,32 @@ use crate::worker::{Chunk, Deferred, ReadChunk, Worker};
 type Reader<T> = Box<dyn ReadChunk<Item = T>>;
 type ChunkFuture<T> = Pin<Box<dyn Future<Output = Result<Fetched<T>>> + Send>>;
 
+/// Counts a stream as open on its connection (`Shared::open_streams`) from
+/// the moment it is bound to it until it ends or is dropped: a pool routes
+/// no fresh read to a connection with an open stream, whose parked statement
+/// pins the connection's snapshot. Counted here, on the caller's side,
+/// before the stream's first request is sent, so that no read can slip in
+/// between a stream's open and the worker's count of it.
+struct OpenStream(std::sync::Arc<crate::worker::Shared>);
+
+impl OpenStream {
+    fn new(channel: &Channel) -> OpenStream {
+        channel
+            .shared
+            .open_streams
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        OpenStream(std::sync::Arc::clone(&channel.shared))
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0
+            .open_streams
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
 /// The parked statement's id and the one value that owns it (see [`Held`]).
 type Cursor = (u64, Held);
 
@@ -40,7 +66,7 @@ impl<T> Fetched<T> {
         }
     }
 }
-pub(crate) type RouteFuture = Pin<Box<dyn Future<Output = Channel> + Send>>;
+pub(crate) type RouteFuture = Pin<Box<dyn Future<Output = Result<Channel>> + Send>>;
 
 enum State<T> {
     /// A pool stream: which connection runs it is decided on first poll.
@@ -83,6 +109,8 @@ pub struct RowStream<T = Row> {
     /// Here between fetches; away on the worker while one is in flight.
     reader: Option<Reader<T>>,
     buffer: std::vec::IntoIter<T>,
+    /// While the stream may hold a statement on its connection.
+    pin: Option<OpenStream>,
 }
 
 impl<T: Send + 'static> RowStream<T> {
@@ -93,6 +121,7 @@ impl<T: Send + 'static> RowStream<T> {
         reader: Reader<T>,
     ) -> RowStream<T> {
         RowStream {
+            pin: Some(OpenStream::new(&channel)),
             channel: Some(channel),
             state: State::NotStarted(sql, params),
             reader: Some(reader),
@@ -111,6 +140,7 @@ impl<T: Send + 'static> RowStream<T> {
             state: State::Routing(route, sql, params),
             reader: Some(reader),
             buffer: Vec::new().into_iter(),
+            pin: None,
         }
     }
 
@@ -142,6 +172,7 @@ impl<T: Send + 'static> Stream for RowStream<T> {
             // rolled back since) are not handed out after it.
             this.buffer = Vec::new().into_iter();
             this.state = State::Done;
+            this.pin = None;
             return Poll::Ready(Some(Err(crate::Error::TransactionEnded)));
         }
         loop {
@@ -149,14 +180,24 @@ impl<T: Send + 'static> Stream for RowStream<T> {
                 return Poll::Ready(Some(Ok(row)));
             }
             match &mut this.state {
-                State::Done => return Poll::Ready(None),
+                State::Done => {
+                    this.pin = None;
+                    return Poll::Ready(None);
+                }
                 State::Routing(route, ..) => {
-                    let channel = std::task::ready!(route.as_mut().poll(cx));
+                    let channel = match std::task::ready!(route.as_mut().poll(cx)) {
+                        Ok(channel) => channel,
+                        Err(e) => {
+                            this.state = State::Done;
+                            return Poll::Ready(Some(Err(e)));
+                        }
+                    };
                     if let State::Routing(_, sql, params) =
                         std::mem::replace(&mut this.state, State::Done)
                     {
                         this.state = State::NotStarted(sql, params);
                     }
+                    this.pin = Some(OpenStream::new(&channel));
                     this.channel = Some(channel);
                 }
                 State::NotStarted(..) => {
@@ -184,6 +225,7 @@ impl<T: Send + 'static> Stream for RowStream<T> {
                             // The worker finalized the statement (or it
                             // ended with its transaction).
                             this.state = State::Done;
+                            this.pin = None;
                             return Poll::Ready(Some(Err(e)));
                         }
                         Ok(Fetched {
@@ -207,7 +249,11 @@ impl<T: Send + 'static> Stream for RowStream<T> {
                                         }
                                     }
                                 }
-                                None => State::Done,
+                                None => {
+                                    // Exhausted: the worker finalized it.
+                                    this.pin = None;
+                                    State::Done
+                                }
                             };
                         }
                     }

@@ -143,6 +143,8 @@ pub(crate) struct Lease {
     pub(crate) control: Arc<LeaseControl>,
     /// A weak sender of `rx`'s channel, for `Shared::lease_waker`.
     pub(crate) wake: mpsc::WeakSender<Message>,
+    /// Who called `begin` ([`caller_identity`]).
+    pub(crate) owner: u64,
 }
 
 /// The lease the worker is serving.
@@ -197,6 +199,31 @@ pub(crate) struct Shared {
     /// releases something (see `Channel::release`). Weak: it must not keep
     /// the lease's channel open.
     lease_wake: Mutex<Option<mpsc::WeakSender<Message>>>,
+    /// The guard's side of the lease being served: dropped guards end it at
+    /// once, before the worker notices.
+    lease_control: Mutex<Option<Arc<LeaseControl>>>,
+    /// Who holds the lease being served ([`caller_identity`]; 0: nobody
+    /// known): set by the worker when the lease starts and cleared when it
+    /// ends, updated by each request sent through the lease (the guard may
+    /// move to another task).
+    lease_owner: AtomicU64,
+    /// Streams open on this connection, counted on the caller's side from the
+    /// moment a stream is bound to it until it ends or is dropped: a
+    /// statement they park pins this connection's read snapshot, so a pool
+    /// sends no fresh read here while any is open.
+    pub(crate) open_streams: AtomicUsize,
+}
+
+/// Who is calling: the tokio task, or the thread outside a task (the body
+/// of `#[tokio::main]` runs under `block_on`, in no task). Never 0.
+pub(crate) fn caller_identity() -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    match tokio::task::try_id() {
+        Some(task) => (0u8, task).hash(&mut h),
+        None => (1u8, std::thread::current().id()).hash(&mut h),
+    }
+    h.finish() | 1
 }
 
 /// Who may end the open transaction, as the commit hook sees it.
@@ -277,6 +304,23 @@ impl Shared {
 
     pub(crate) fn fault_pending(&self) -> bool {
         self.fault_pending.load(Ordering::Acquire)
+    }
+
+    /// The caller holds this connection's lease: a request it sends through
+    /// the connection's own queue would wait for that lease forever.
+    pub(crate) fn leased_by_caller(&self) -> bool {
+        self.leased.load(Ordering::Acquire)
+            && self.lease_owner.load(Ordering::Acquire) == caller_identity()
+            // A guard dropped a moment ago: its lease is over for the caller,
+            // though the worker may not have seen it yet.
+            && lock(&self.lease_control)
+                .as_ref()
+                .is_some_and(|c| !c.is_ended())
+    }
+
+    /// A request went through the lease: its sender holds the guard now.
+    pub(crate) fn lease_used_by(&self, caller: u64) {
+        self.lease_owner.store(caller, Ordering::Release);
     }
 
     /// The queue of the lease being served, if any.
@@ -516,7 +560,7 @@ pub(crate) struct Worker {
     slow_statement: Duration,
     pub(crate) next_cursor: u64,
     /// Set by a `begin` request: serve this channel alone until the lease ends.
-    pub(crate) lease: Option<Lease>,
+    lease: Option<Lease>,
     /// The lease being served.
     serving: Option<Serving>,
     leases: u64,
@@ -800,11 +844,11 @@ impl Worker {
         if !self.conn.is_autocommit() {
             self.shared.own_transaction();
         }
-        *lock(&self.shared.lease_wake) = Some(lease.wake.clone());
-        self.shared.leased.store(true, Ordering::Release);
         self.publish_resources();
         let dropped = self.serve_lease_until_end(&mut lease);
         *lock(&self.shared.lease_wake) = None;
+        *lock(&self.shared.lease_control) = None;
+        self.shared.lease_used_by(0);
         // Dropping the receiver drops the requests still queued on it: their
         // callers learn that the transaction ended.
         drop(lease);
@@ -888,6 +932,18 @@ impl Worker {
             }),
             _ => Ok(()),
         }
+    }
+
+    /// Called by the `begin` request, before its answer is sent: from the
+    /// moment the caller holds the guard, the connection counts as leased to
+    /// it (a request the caller then sends around the guard is refused, not
+    /// queued behind it). The serve loop serves the lease next.
+    pub(crate) fn start_lease(&mut self, lease: Lease) {
+        *lock(&self.shared.lease_wake) = Some(lease.wake.clone());
+        *lock(&self.shared.lease_control) = Some(Arc::clone(&lease.control));
+        self.shared.lease_used_by(lease.owner);
+        self.shared.leased.store(true, Ordering::Release);
+        self.lease = Some(lease);
     }
 
     /// Whether the worker is serving a transaction's lease.
@@ -1710,7 +1766,7 @@ pub(crate) fn looks_like_read(sql: &str) -> bool {
 }
 
 /// The statement's first word, after white space and comments.
-fn first_word(sql: &str) -> &str {
+pub(crate) fn first_word(sql: &str) -> &str {
     let mut s = sql;
     loop {
         s = s.trim_start();

@@ -1,0 +1,268 @@
+//! The pool's promises (issue #16): read-your-writes whatever streams are
+//! open, an error instead of a hang for a request from inside one's own
+//! transaction, and an error instead of silent autocommit for transaction
+//! control sent around `begin()`.
+
+mod common;
+
+use std::future::Future;
+use std::time::Duration;
+
+use aiolite::{Connection, Database, Error};
+use futures_util::StreamExt;
+
+const HANG: Duration = Duration::from_secs(20);
+
+async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(HANG, f)
+        .await
+        .unwrap_or_else(|_| panic!("hung: {what}"))
+}
+
+async fn pool(name: &str, readers: usize) -> (tempfile::TempDir, Database) {
+    let (dir, path) = common::temp_db(name);
+    let db = Database::builder(&path)
+        .readers(readers)
+        .open()
+        .await
+        .expect("open");
+    db.execute_script(
+        "CREATE TABLE kv(k INTEGER PRIMARY KEY, v INTEGER NOT NULL);
+         CREATE TABLE big(x INTEGER);
+         WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 20000)
+         INSERT INTO big SELECT x FROM c;",
+    )
+    .await
+    .expect("schema");
+    (dir, db)
+}
+
+/// Opens `n` streams through the pool and reads one row of each, so each
+/// parks its statement (and pins its connection's snapshot).
+async fn hold_streams(db: &Database, n: usize) -> Vec<aiolite::RowStream> {
+    let mut held = Vec::new();
+    for _ in 0..n {
+        let mut s = db.stream("SELECT x FROM big", ());
+        within("first row", s.next())
+            .await
+            .expect("a row")
+            .expect("ok");
+        held.push(s);
+    }
+    held
+}
+
+// ----- 1. Read-your-writes while streams are open -----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_see_the_callers_writes_while_every_reader_holds_a_stream() {
+    const READERS: usize = 4;
+    const TASKS: i64 = 32;
+    const ROUNDS: i64 = 100;
+    let (_dir, db) = pool("ryw.db", READERS).await;
+    let streams = hold_streams(&db, READERS).await;
+    let held = db.resources();
+    assert_eq!(held.parked_statements, READERS, "{held:?}");
+    assert_eq!(
+        db.on_writer().resources().parked_statements,
+        0,
+        "the streams are on the readers, one each"
+    );
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|t| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                let mut stale = 0;
+                for r in 0..ROUNDS {
+                    let k = t * ROUNDS + r;
+                    db.execute("INSERT INTO kv VALUES (?, ?)", (k, r))
+                        .await
+                        .expect("write");
+                    let seen = db
+                        .fetch_optional("SELECT v FROM kv WHERE k = ?", (k,))
+                        .await
+                        .expect("read");
+                    if seen.is_none() {
+                        stale += 1;
+                    }
+                }
+                stale
+            })
+        })
+        .collect();
+    let mut stale = 0;
+    for t in tasks {
+        stale += within("a writer-reader task", t).await.expect("join");
+    }
+    assert_eq!(
+        stale,
+        0,
+        "{stale} of {} reads missed the caller's own acknowledged write",
+        TASKS * ROUNDS
+    );
+    drop(streams);
+    db.close().await.expect("close");
+}
+
+#[tokio::test]
+async fn a_stream_opened_while_others_are_open_reads_fresh_data() {
+    let (_dir, db) = pool("streams.db", 2).await;
+    let _held = hold_streams(&db, 2).await;
+    db.execute("INSERT INTO big VALUES (-1)", ())
+        .await
+        .expect("write");
+    // Both readers hold a snapshot from before the write: this stream goes
+    // where it can see it.
+    let mut s = db.stream("SELECT count(*) FROM big WHERE x = -1", ());
+    let row = within("count", s.next()).await.expect("row").expect("ok");
+    assert_eq!(row.get::<i64, _>(0).expect("n"), 1);
+    let n: i64 = db
+        .fetch_one("SELECT count(*) FROM big WHERE x = -1", ())
+        .await
+        .expect("count")
+        .get(0)
+        .expect("n");
+    assert_eq!(n, 1);
+}
+
+// ----- 3. A request from inside one's own transaction -----
+
+#[tokio::test]
+async fn a_pool_request_from_inside_ones_own_transaction_fails_at_once() {
+    let (_dir, file) = pool("own.db", 2).await;
+    let memory = Database::open_in_memory().await.expect("memory");
+    memory
+        .execute_script("CREATE TABLE kv(k INTEGER PRIMARY KEY, v INTEGER NOT NULL)")
+        .await
+        .expect("schema");
+    for (what, db) in [("file", &file), ("memory", &memory)] {
+        let tx = within("begin", db.begin()).await.expect("begin");
+        tx.execute("INSERT INTO kv VALUES (1, 1)", ())
+            .await
+            .expect("in tx");
+        let write = within(what, db.execute("INSERT INTO kv VALUES (2, 2)", ())).await;
+        assert!(
+            matches!(write, Err(Error::InsideOwnTransaction)),
+            "{what}: {write:?}"
+        );
+        assert!(
+            write
+                .expect_err("refused")
+                .to_string()
+                .contains("transaction's handle"),
+            "the error says what to do"
+        );
+        let read = within(what, db.fetch_all("SELECT k FROM kv", ())).await;
+        assert!(
+            matches!(read, Err(Error::InsideOwnTransaction)),
+            "{what}: {read:?}"
+        );
+        let stream = within(what, db.stream("SELECT k FROM kv", ()).next()).await;
+        assert!(
+            matches!(stream, Some(Err(Error::InsideOwnTransaction))),
+            "{what}: {stream:?}"
+        );
+        let nested = within(what, db.begin()).await;
+        assert!(
+            matches!(nested, Err(Error::InsideOwnTransaction)),
+            "{what}: {nested:?}"
+        );
+        // Another task is not refused: it waits for the transaction.
+        let other = {
+            let db = db.clone();
+            tokio::spawn(async move { db.execute("INSERT INTO kv VALUES (3, 3)", ()).await })
+        };
+        tx.commit().await.expect("commit");
+        within("the other task", other)
+            .await
+            .expect("join")
+            .expect("waited, then ran");
+        // After the guard is gone, the task may use the pool again.
+        let n: i64 = within("after", db.fetch_one("SELECT count(*) FROM kv", ()))
+            .await
+            .expect("count")
+            .get(0)
+            .expect("n");
+        assert_eq!(n, 2, "{what}");
+        db.execute("DELETE FROM kv", ()).await.expect("reset");
+    }
+}
+
+#[tokio::test]
+async fn a_connection_request_from_inside_ones_own_transaction_fails_at_once() {
+    let conn = Connection::open_in_memory().await.expect("open");
+    conn.execute_script("CREATE TABLE t(x)")
+        .await
+        .expect("schema");
+    let tx = conn.begin().await.expect("begin");
+    let r = within(
+        "around the guard",
+        conn.execute("INSERT INTO t VALUES (1)", ()),
+    )
+    .await;
+    assert!(matches!(r, Err(Error::InsideOwnTransaction)), "{r:?}");
+    // A dropped guard frees the task at once, before the worker notices.
+    drop(tx);
+    within(
+        "after the guard",
+        conn.execute("INSERT INTO t VALUES (2)", ()),
+    )
+    .await
+    .expect("free again");
+}
+
+// ----- 3 (cont.). Transaction control around begin() -----
+
+#[tokio::test]
+async fn transaction_control_through_the_pool_is_refused() {
+    let (_dir, db) = pool("control.db", 2).await;
+    for sql in [
+        "BEGIN",
+        "begin immediate",
+        "SAVEPOINT s",
+        "COMMIT",
+        "END",
+        "ROLLBACK",
+        "RELEASE s",
+        "  -- c\n BEGIN",
+    ] {
+        let r = within(sql, db.execute(sql, ())).await;
+        assert!(
+            matches!(r, Err(Error::TransactionControl(_))),
+            "{sql}: {r:?}"
+        );
+        assert!(r.expect_err("refused").to_string().contains("db.begin()"));
+        let r = within(sql, db.fetch_all(sql, ())).await;
+        assert!(
+            matches!(r, Err(Error::TransactionControl(_))),
+            "{sql}: {r:?}"
+        );
+    }
+    // A script that leaves its transaction open: refused, nothing kept.
+    let r = within(
+        "script",
+        db.execute_script("BEGIN; INSERT INTO kv VALUES (1, 1);"),
+    )
+    .await;
+    assert!(matches!(r, Err(Error::TransactionControl(_))), "{r:?}");
+    // One that commits (a dump's) runs.
+    within(
+        "whole script",
+        db.execute_script("BEGIN TRANSACTION; INSERT INTO kv VALUES (2, 2); COMMIT;"),
+    )
+    .await
+    .expect("a complete transaction in one script");
+    let keys: Vec<i64> = db
+        .fetch_all("SELECT k FROM kv", ())
+        .await
+        .expect("keys")
+        .iter()
+        .map(|r| r.get(0).expect("k"))
+        .collect();
+    assert_eq!(keys, [2]);
+    // Inside a guard, savepoints are the guard's business.
+    let tx = db.begin().await.expect("begin");
+    tx.execute("SAVEPOINT inner", ()).await.expect("savepoint");
+    tx.execute("RELEASE inner", ()).await.expect("release");
+    tx.commit().await.expect("commit");
+}
