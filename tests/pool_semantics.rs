@@ -266,3 +266,94 @@ async fn transaction_control_through_the_pool_is_refused() {
     tx.execute("RELEASE inner", ()).await.expect("release");
     tx.commit().await.expect("commit");
 }
+
+// ----- 2. TEMP objects and attached databases live on the writer -----
+
+#[tokio::test]
+async fn temp_objects_and_attachments_are_seen_through_the_pool() {
+    let (dir, db) = pool("temp.db", 2).await;
+    db.execute_script("CREATE TABLE t(x); INSERT INTO t VALUES ('main');")
+        .await
+        .expect("main table");
+    let read_t = || async {
+        db.fetch_one("SELECT x FROM t", ())
+            .await
+            .expect("read")
+            .get::<String, _>(0)
+            .expect("x")
+    };
+    // Learned and remembered as a reader's read.
+    assert_eq!(read_t().await, "main");
+    // A TEMP table shadows the main one on the writer, where it lives.
+    db.on_writer()
+        .execute("CREATE TEMP TABLE t(x)", ())
+        .await
+        .expect("temp");
+    db.on_writer()
+        .execute("INSERT INTO temp.t VALUES ('temp')", ())
+        .await
+        .expect("insert");
+    assert_eq!(read_t().await, "temp", "the remembered route was dropped");
+    // A TEMP table only the writer has.
+    db.write(|c| {
+        Ok::<_, Error>(
+            c.execute_batch("CREATE TEMP TABLE only_temp(y); INSERT INTO only_temp VALUES (7);")?,
+        )
+    })
+    .await
+    .expect("write");
+    let y: i64 = db
+        .fetch_one("SELECT y FROM only_temp", ())
+        .await
+        .expect("no 'no such table' through the pool")
+        .get(0)
+        .expect("y");
+    assert_eq!(y, 7);
+    db.execute_script("DROP TABLE temp.t; DROP TABLE temp.only_temp;")
+        .await
+        .expect("drop temp");
+    assert_eq!(read_t().await, "main");
+
+    // ATTACH: the pool's reads see what the writer attached.
+    let aux = dir.path().join("aux.db");
+    db.execute(format!("ATTACH '{}' AS aux", aux.display()), ())
+        .await
+        .expect("attach");
+    let names: Vec<String> = db
+        .fetch_all("SELECT name FROM pragma_database_list", ())
+        .await
+        .expect("list")
+        .iter()
+        .map(|r| r.get(0).expect("name"))
+        .collect();
+    assert!(names.iter().any(|n| n == "aux"), "{names:?}");
+    db.execute("CREATE TABLE aux.a(z)", ())
+        .await
+        .expect("aux table");
+    db.execute("INSERT INTO aux.a VALUES (1)", ())
+        .await
+        .expect("aux row");
+    let n: i64 = db
+        .fetch_one("SELECT count(*) FROM aux.a", ())
+        .await
+        .expect("read the attached database")
+        .get(0)
+        .expect("n");
+    assert_eq!(n, 1);
+    db.execute("DETACH aux", ()).await.expect("detach");
+    // Back to the readers: a stream there leaves the writer free.
+    assert_eq!(read_t().await, "main");
+    let mut s = db.stream("SELECT x FROM big", ());
+    s.next().await.expect("row").expect("ok");
+    // Once the next chunk's prefetch is done, the statement is parked again:
+    // on a reader.
+    within("parked", async {
+        while db.resources().parked_statements != 1 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    assert_eq!(db.on_writer().resources().parked_statements, 0);
+    drop(s);
+    db.close().await.expect("close");
+}

@@ -57,8 +57,9 @@ struct Pool {
     writer: Connection,
     readers: Box<[Connection]>,
     next_reader: AtomicUsize,
-    /// Per SQL text: `true` when a reader may run it.
-    routes: Mutex<HashMap<Box<str>, bool>>,
+    /// Per SQL text, `true` when a reader may run it; with the writer's
+    /// schema epoch they were learned at.
+    routes: Mutex<(u64, HashMap<Box<str>, bool>)>,
 }
 
 /// Builds a [`Database`]: `Database::builder(path).readers(4).options(..).open()`.
@@ -189,7 +190,7 @@ impl DatabaseBuilder {
                 writer,
                 readers: opened.into_boxed_slice(),
                 next_reader: AtomicUsize::new(0),
-                routes: Mutex::new(HashMap::new()),
+                routes: Mutex::new((0, HashMap::new())),
             }),
         })
     }
@@ -340,20 +341,32 @@ impl Database {
     /// prepare cost once per distinct statement, not once per request.
     async fn route(&self, sql: &str) -> Result<&Connection> {
         self.refuse_own_lease()?;
-        refuse_transaction_control(sql)?;
-        if self.inner.readers.is_empty() {
+        let writer = &self.inner.writer.channel().shared;
+        if self.inner.readers.is_empty() || writer.private_schema.load(Ordering::Acquire) {
+            refuse_transaction_control(sql)?;
+            // TEMP objects and attached databases exist on the writer only:
+            // while there are any, every statement could see them.
             return Ok(&self.inner.writer);
         }
-        let known = self
-            .inner
-            .routes
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(sql)
-            .copied();
+        let known = {
+            let mut routes = self
+                .inner
+                .routes
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let epoch = writer.schema_epoch.load(Ordering::Acquire);
+            if routes.0 != epoch {
+                // The schema changed since these were learned.
+                routes.0 = epoch;
+                routes.1.clear();
+            }
+            routes.1.get(sql).copied()
+        };
         let read_only = match known {
+            // Transaction control is never remembered: it is refused below.
             Some(r) => r,
             None => {
+                refuse_transaction_control(sql)?;
                 let verdict = if writer_only(sql) {
                     Some(false)
                 } else {
@@ -374,10 +387,10 @@ impl Database {
                         .routes
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner);
-                    if routes.len() >= 1024 {
-                        routes.clear();
+                    if routes.1.len() >= 1024 {
+                        routes.1.clear();
                     }
-                    routes.insert(sql.into(), r);
+                    routes.1.insert(sql.into(), r);
                 }
                 verdict.unwrap_or(false)
             }

@@ -371,7 +371,12 @@ macro_rules! impl_query_methods {
                 T: Send + 'static,
                 E: From<$crate::Error> + Send + 'static,
             {
-                match self.channel().run(move |w| Ok(f(&mut w.conn))).await {
+                let r = self.channel().run(move |w| {
+                    let r = f(&mut w.conn);
+                    w.note_schema(None);
+                    Ok(r)
+                });
+                match r.await {
                     Ok(r) => r,
                     Err(e) => Err(E::from(e)),
                 }

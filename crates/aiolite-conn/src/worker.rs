@@ -212,6 +212,12 @@ pub(crate) struct Shared {
     /// statement they park pins this connection's read snapshot, so a pool
     /// sends no fresh read here while any is open.
     pub(crate) open_streams: AtomicUsize,
+    /// A pool's writer has TEMP objects or attached databases, which its
+    /// readers cannot see: the pool then sends every statement to the writer.
+    pub(crate) private_schema: AtomicBool,
+    /// Bumped whenever a statement on the writer may have changed the schema,
+    /// so that routes a pool remembered per SQL text are learned again.
+    pub(crate) schema_epoch: AtomicU64,
 }
 
 /// Who is calling: the tokio task, or the thread outside a task (the body
@@ -568,6 +574,8 @@ pub(crate) struct Worker {
     pub(crate) end_lease: bool,
     /// A pool writer: roll back what a request without the lease left open.
     rollback_stray: bool,
+    /// A pool writer: tell the pool about schema changes (`note_schema`).
+    tracks_schema: bool,
     /// Column names per SQL text, so a point query does not allocate them on
     /// every run. Checked against the statement before use: a schema change
     /// that renames or retypes a column is seen.
@@ -737,6 +745,7 @@ impl Worker {
             leases: 0,
             end_lease: false,
             rollback_stray: opts.role == Role::Writer,
+            tracks_schema: opts.role == Role::Writer,
             columns: RefCell::new(HashMap::new()),
             read_batch: Cell::new(false),
             group: Group::new(opts.group_commit),
@@ -1209,8 +1218,41 @@ impl Worker {
         let mut rows = stmt.raw_query();
         let result = f(&mut rows).map_err(|e| e.attach_sql(sql));
         drop(rows);
+        drop(stmt);
+        self.note_schema(Some(sql));
         self.log(sql, started);
         result
+    }
+
+    /// On a pool's writer, after a statement that may change the schema
+    /// (`sql` is `None` for a script or a `call`, whose statements are not
+    /// known): drops the pool's remembered routes, and tells it whether the
+    /// writer now has TEMP objects or attached databases, which only it can
+    /// see (so every statement goes to it while they exist).
+    pub(crate) fn note_schema(&self, sql: Option<&str>) {
+        if !self.tracks_schema {
+            return;
+        }
+        if let Some(sql) = sql {
+            let word = first_word(sql);
+            if !["CREATE", "DROP", "ALTER", "ATTACH", "DETACH"]
+                .iter()
+                .any(|k| word.eq_ignore_ascii_case(k))
+            {
+                return;
+            }
+        }
+        self.shared.schema_epoch.fetch_add(1, Ordering::AcqRel);
+        let private = self
+            .conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM temp.sqlite_schema) \
+                 OR (SELECT count(*) FROM pragma_database_list) > 2",
+            )
+            .and_then(|mut s| s.query_row([], |r| r.get::<_, bool>(0)))
+            // Unknown: the safe answer is that the readers cannot see it all.
+            .unwrap_or(true);
+        self.shared.private_schema.store(private, Ordering::Release);
     }
 
     pub(crate) fn execute<P: Params + ?Sized>(&self, sql: &str, params: &P) -> Result<usize> {
@@ -1268,9 +1310,12 @@ impl Worker {
             // Python's executescript commits a pending transaction first.
             self.conn.execute_batch("COMMIT")?;
         }
-        self.conn
+        let result = self
+            .conn
             .execute_batch(sql)
-            .map_err(|e| Error::with_sql(e, sql))?;
+            .map_err(|e| Error::with_sql(e, sql));
+        self.note_schema(None);
+        result?;
         self.log(sql, started);
         Ok(())
     }
