@@ -61,8 +61,14 @@ async fn reads_see_the_callers_writes_while_every_reader_holds_a_stream() {
     const ROUNDS: i64 = 100;
     let (_dir, db) = pool("ryw.db", READERS).await;
     let streams = hold_streams(&db, READERS).await;
-    let held = db.resources();
-    assert_eq!(held.parked_statements, READERS, "{held:?}");
+    // Each stream's statement is parked once its next chunk's prefetch is
+    // done (the prefetch has it out of the map while it reads).
+    within("all parked", async {
+        while db.resources().parked_statements != READERS {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
     assert_eq!(
         db.on_writer().resources().parked_statements,
         0,
@@ -215,7 +221,18 @@ async fn a_connection_request_from_inside_ones_own_transaction_fails_at_once() {
 
 #[tokio::test]
 async fn transaction_control_through_the_pool_is_refused() {
-    let (_dir, db) = pool("control.db", 2).await;
+    let (_dir, file) = pool("control.db", 2).await;
+    let memory = Database::open_in_memory().await.expect("memory");
+    memory
+        .execute_script("CREATE TABLE kv(k INTEGER PRIMARY KEY, v INTEGER NOT NULL)")
+        .await
+        .expect("schema");
+    for db in [&file, &memory] {
+        refuses_transaction_control(db).await;
+    }
+}
+
+async fn refuses_transaction_control(db: &Database) {
     for sql in [
         "BEGIN",
         "begin immediate",
@@ -356,4 +373,35 @@ async fn temp_objects_and_attachments_are_seen_through_the_pool() {
     assert_eq!(db.on_writer().resources().parked_statements, 0);
     drop(s);
     db.close().await.expect("close");
+}
+
+// ----- 4. Functions with effects a reader must not have -----
+
+#[tokio::test]
+async fn a_function_registered_on_the_writer_runs_there() {
+    use aiolite::functions::FunctionFlags;
+    let (_dir, db) = pool("functions.db", 2).await;
+    let thread = || Ok(std::thread::current().name().unwrap_or_default().to_owned());
+    db.create_function_on_writer("where_am_i", 0, FunctionFlags::empty(), move |_| thread())
+        .await
+        .expect("register");
+    db.create_function("where_read", 0, FunctionFlags::empty(), move |_| thread())
+        .await
+        .expect("register everywhere");
+    for _ in 0..3 {
+        // Learned on the first call, remembered after.
+        let on: String = within("writer function", db.fetch_one("SELECT where_am_i()", ()))
+            .await
+            .expect("runs")
+            .get(0)
+            .expect("name");
+        assert_eq!(on, "aiolite-writer");
+        let read: String = db
+            .fetch_one("SELECT where_read()", ())
+            .await
+            .expect("runs")
+            .get(0)
+            .expect("name");
+        assert!(read.starts_with("aiolite-reader"), "{read}");
+    }
 }

@@ -390,6 +390,47 @@ impl Connection {
 /// [`ConnectOptions::on_open`](crate::ConnectOptions::on_open) and pass the
 /// options to [`DatabaseBuilder::options`](crate::DatabaseBuilder::options).
 impl Database {
+    /// A scalar SQL function with effects a reader must not have: it writes
+    /// (through an extension or the connection it runs on), or reads the
+    /// state of one connection. Registered on the writer only, and a
+    /// statement that calls it is sent to the writer, where a reader would
+    /// fail with "attempt to write a readonly database" or "no such
+    /// function". Otherwise as [`Connection::create_function`].
+    ///
+    /// ```
+    /// # async fn demo(db: aiolite_conn::Database) -> aiolite_conn::Result<()> {
+    /// use aiolite_conn::functions::FunctionFlags;
+    ///
+    /// db.create_function_on_writer("next_ticket", 0, FunctionFlags::empty(), |_| Ok(42))
+    ///     .await?;
+    /// // Routed to the writer, as a write would be.
+    /// let t: i64 = db.fetch_one("SELECT next_ticket()", ()).await?.get(0)?;
+    /// # let _ = t; Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Connection::create_function`].
+    ///
+    /// # Cancel safety
+    /// Cancel safe: once queued, the registration happens.
+    pub async fn create_function_on_writer<F, T>(
+        &self,
+        name: &str,
+        n_args: i32,
+        flags: FunctionFlags,
+        f: F,
+    ) -> Result<()>
+    where
+        F: Fn(&Context<'_>) -> rusqlite::Result<T> + Send + 'static,
+        T: SqlFnOutput,
+    {
+        self.on_writer()
+            .create_function(name, n_args, flags, f)
+            .await?;
+        self.route_to_writer(name);
+        Ok(())
+    }
+
     /// [`Connection::create_function`] on every connection of the pool.
     ///
     /// # Errors

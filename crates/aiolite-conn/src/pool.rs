@@ -60,6 +60,10 @@ struct Pool {
     /// Per SQL text, `true` when a reader may run it; with the writer's
     /// schema epoch they were learned at.
     routes: Mutex<(u64, HashMap<Box<str>, bool>)>,
+    /// Functions registered on the writer only (lower case): a reader's
+    /// "no such function" for one of them is a verdict, not a passing
+    /// failure.
+    writer_functions: Mutex<std::collections::HashSet<String>>,
 }
 
 /// Builds a [`Database`]: `Database::builder(path).readers(4).options(..).open()`.
@@ -191,6 +195,7 @@ impl DatabaseBuilder {
                 readers: opened.into_boxed_slice(),
                 next_reader: AtomicUsize::new(0),
                 routes: Mutex::new((0, HashMap::new())),
+                writer_functions: Mutex::new(std::collections::HashSet::new()),
             }),
         })
     }
@@ -371,15 +376,22 @@ impl Database {
                     Some(false)
                 } else {
                     let text = sql.to_owned();
-                    self.on_reader()
+                    match self
+                        .on_reader()
                         .channel()
                         .run(move |w| w.is_read_only(&text))
                         .await
+                    {
+                        Ok(read_only) => Some(read_only),
+                        // It calls a function registered on the writer only:
+                        // the writer's, for good.
+                        Err(e) if self.calls_writer_function(&e) => Some(false),
                         // A reader cannot prepare it (a table not created
-                        // yet, a TEMP table, a function only the writer has):
-                        // the writer runs it or reports the real error. Not
-                        // remembered: the reason may go away.
-                        .ok()
+                        // yet, a function only the writer has): the writer
+                        // runs it or reports the real error. Not remembered:
+                        // the reason may go away.
+                        Err(_) => None,
+                    }
                 };
                 if let Some(r) = verdict {
                     let mut routes = self
@@ -400,6 +412,41 @@ impl Database {
         } else {
             &self.inner.writer
         })
+    }
+
+    /// Statements calling `name` go to the writer
+    /// ([`create_function_on_writer`](Database::create_function_on_writer)).
+    pub(crate) fn route_to_writer(&self, name: &str) {
+        self.inner
+            .writer_functions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name.to_ascii_lowercase());
+        // Routes learned before may have sent it to a reader.
+        self.inner
+            .routes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .1
+            .clear();
+    }
+
+    /// Whether a reader failed to prepare a statement because it calls a
+    /// function registered on the writer only.
+    fn calls_writer_function(&self, e: &Error) -> bool {
+        let message = e.to_string();
+        let Some(rest) = message.strip_prefix("no such function: ") else {
+            return false;
+        };
+        let name = rest
+            .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .next()
+            .unwrap_or("");
+        self.inner
+            .writer_functions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&name.to_ascii_lowercase())
     }
 
     /// A request through the pool from the task that holds the writer's
