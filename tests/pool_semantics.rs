@@ -405,3 +405,58 @@ async fn a_function_registered_on_the_writer_runs_there() {
         assert!(read.starts_with("aiolite-reader"), "{read}");
     }
 }
+
+// ----- 5. Long-held snapshots -----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_past_its_snapshot_age_limit_is_stopped_even_when_idle() {
+    let (dir, path) = common::temp_db("age.db");
+    let limit = Duration::from_millis(300);
+    let db = Database::builder(&path)
+        .readers(1)
+        .options(aiolite::ConnectOptions::new(&path).snapshot_age_limit(limit))
+        .open()
+        .await
+        .expect("open");
+    db.execute_script(
+        "CREATE TABLE big(x INTEGER);
+         WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 20000)
+         INSERT INTO big SELECT x FROM c;",
+    )
+    .await
+    .expect("fill");
+    let mut s = db.stream("SELECT x FROM big", ());
+    s.next().await.expect("row").expect("ok");
+    // The age is reported while the snapshot is held.
+    within("a snapshot to report", async {
+        while db.resources().oldest_snapshot.is_none() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    // Nobody reads the stream, and no request reaches its connection: the
+    // worker still stops it at the limit, and the snapshot is released.
+    within("the limit to be enforced on an idle worker", async {
+        while db.resources().parked_statements > 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert_eq!(db.resources().oldest_snapshot, None);
+    // Then the stream says why, after the rows it had already.
+    let mut stopped = None;
+    while let Some(item) = within("stream", s.next()).await {
+        if let Err(e) = item {
+            stopped = Some(e);
+            break;
+        }
+    }
+    match stopped {
+        Some(Error::SnapshotTooOld { age, limit: l }) => {
+            assert_eq!(l, limit);
+            assert!(age > limit, "{age:?}");
+        }
+        other => panic!("the stream ended without saying why: {other:?}"),
+    }
+    drop(dir);
+}

@@ -542,10 +542,15 @@ impl Connection {
     /// ```
     pub fn resources(&self) -> Resources {
         let shared = &self.channel().shared;
+        let oldest = shared.oldest_snapshot.load(Ordering::Relaxed);
         Resources {
             parked_statements: shared.parked_statements.load(Ordering::Relaxed),
             open_blobs: shared.open_blobs.load(Ordering::Relaxed),
             leased: shared.leased.load(Ordering::Acquire),
+            oldest_snapshot: (oldest > 0).then(|| {
+                let taken = worker::process_epoch() + std::time::Duration::from_millis(oldest - 1);
+                taken.elapsed()
+            }),
         }
     }
 
@@ -909,6 +914,10 @@ pub struct Resources {
     pub open_blobs: usize,
     /// A [`Transaction`] holds the worker: other requests wait for it.
     pub leased: bool,
+    /// The age of the oldest read snapshot a parked statement keeps (the WAL
+    /// cannot be checkpointed past it); see
+    /// [`ConnectOptions::snapshot_age_limit`](crate::ConnectOptions::snapshot_age_limit).
+    pub oldest_snapshot: Option<std::time::Duration>,
 }
 
 /// SQL text as the query methods take it: a `&'static str` is not copied.

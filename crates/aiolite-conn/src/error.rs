@@ -178,6 +178,17 @@ pub enum Error {
     #[error("the transaction this belongs to has ended (committed, rolled back or dropped); streams and blobs opened in a transaction end with it")]
     TransactionEnded,
 
+    /// A stream kept its read snapshot past
+    /// [`ConnectOptions::snapshot_age_limit`](crate::ConnectOptions::snapshot_age_limit):
+    /// its statement was finalized so that the WAL can be checkpointed.
+    #[error("the stream kept its read snapshot for {age:?}, past the limit of {limit:?} (ConnectOptions::snapshot_age_limit): its statement was finalized so the WAL can be checkpointed; read it faster, page the query, or raise the limit")]
+    SnapshotTooOld {
+        /// How old the snapshot was when the stream was stopped.
+        age: std::time::Duration,
+        /// The limit.
+        limit: std::time::Duration,
+    },
+
     /// The calling task holds the transaction that leases this connection
     /// (or this pool's writer), and sent a request through the connection or
     /// the pool instead of through the transaction: the request would wait
@@ -341,6 +352,7 @@ impl Error {
             | Error::RolledBack { .. }
             | Error::TransactionEnded => ErrorKind::Operational,
             Error::InsideOwnTransaction | Error::TransactionControl(_) => ErrorKind::Programming,
+            Error::SnapshotTooOld { .. } => ErrorKind::Operational,
             _ => ErrorKind::Programming,
         }
     }
@@ -368,6 +380,10 @@ impl Error {
             Error::TransactionEnded => Error::TransactionEnded,
             Error::EmptySql => Error::EmptySql,
             Error::InsideOwnTransaction => Error::InsideOwnTransaction,
+            Error::SnapshotTooOld { age, limit } => Error::SnapshotTooOld {
+                age: *age,
+                limit: *limit,
+            },
             Error::TransactionControl(what) => Error::TransactionControl(what),
             other => Error::Sqlite {
                 code: ErrorCode::Unknown,

@@ -29,6 +29,7 @@ mod query_methods;
 mod row;
 mod sqlite;
 mod stream;
+mod timer;
 mod transaction;
 mod worker;
 

@@ -160,6 +160,7 @@ pub struct ConnectOptions {
     pub(crate) pragmas: Vec<(String, String)>,
     pub(crate) isolation_level: Option<TransactionBehavior>,
     pub(crate) slow_statement: Duration,
+    pub(crate) snapshot_age_limit: Option<Duration>,
     pub(crate) init: Option<InitHook>,
     pub(crate) role: Role,
     pub(crate) thread_name: Option<String>,
@@ -192,6 +193,7 @@ impl ConnectOptions {
             pragmas: Vec::new(),
             isolation_level: None,
             slow_statement: Duration::from_secs(1),
+            snapshot_age_limit: None,
             init: None,
             role: Role::Standalone,
             thread_name: None,
@@ -293,6 +295,31 @@ impl ConnectOptions {
     /// Default: 1 second.
     pub fn log_slow_statements(mut self, threshold: Duration) -> Self {
         self.slow_statement = threshold;
+        self
+    }
+
+    /// The longest a stream may keep its read snapshot: past it, the worker
+    /// finalizes the stream's statement (whether or not the stream is being
+    /// read) and the stream fails with
+    /// [`Error::SnapshotTooOld`](crate::Error::SnapshotTooOld). Default: no
+    /// limit.
+    ///
+    /// A stream's statement pins the WAL snapshot it started in, and the WAL
+    /// cannot be checkpointed past the oldest pinned snapshot: one slow export
+    /// (a client reading at 100 KiB/s for 8 s) while writes ran grew the WAL
+    /// to 221 MB, against 19.5 MB without it. A stream whose snapshot is
+    /// older than 10 s (or half the limit, if that is shorter) is logged at
+    /// `warn` once, and [`Connection::resources`](crate::Connection::resources)
+    /// reports the oldest snapshot's age.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let opts = aiolite_conn::ConnectOptions::new("app.db")
+    ///     .snapshot_age_limit(Duration::from_secs(30));
+    /// # let _ = opts;
+    /// ```
+    pub fn snapshot_age_limit(mut self, limit: Duration) -> Self {
+        self.snapshot_age_limit = Some(limit);
         self
     }
 

@@ -847,12 +847,14 @@ impl Database {
     }
 
     /// [`Connection::resources`] summed over the pool's connections;
-    /// `leased` says whether a transaction holds the writer.
+    /// `leased` says whether a transaction holds the writer, and
+    /// `oldest_snapshot` is the oldest of all.
     pub fn resources(&self) -> Resources {
         let mut sum = self.inner.writer.resources();
         for r in self.inner.readers.iter().map(Connection::resources) {
             sum.parked_statements += r.parked_statements;
             sum.open_blobs += r.open_blobs;
+            sum.oldest_snapshot = sum.oldest_snapshot.max(r.oldest_snapshot);
         }
         sum
     }

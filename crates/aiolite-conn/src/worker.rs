@@ -218,7 +218,20 @@ pub(crate) struct Shared {
     /// Bumped whenever a statement on the writer may have changed the schema,
     /// so that routes a pool remembered per SQL text are learned again.
     pub(crate) schema_epoch: AtomicU64,
+    /// When the oldest parked statement took its snapshot, in milliseconds
+    /// since [`process_epoch`] plus one (0: none), for `Resources`.
+    pub(crate) oldest_snapshot: AtomicU64,
 }
+
+/// The instant `oldest_snapshot` counts from.
+pub(crate) fn process_epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// A stream whose snapshot is older than this (or than half its limit) is
+/// logged once at `warn`.
+const SNAPSHOT_WARN: Duration = Duration::from_secs(10);
 
 /// Who is calling: the tokio task, or the thread outside a task (the body
 /// of `#[tokio::main]` runs under `block_on`, in no task). Never 0.
@@ -421,6 +434,10 @@ struct Parked {
     /// The lease it was opened in, if any: it is finalized when that lease
     /// ends (a stream opened in a transaction ends with it).
     lease: Option<u64>,
+    /// When its snapshot was taken (its first step).
+    opened: Instant,
+    /// Logged as old already.
+    warned: bool,
 }
 
 /// A stream's chunks double from `iter_chunk_size` rows up to this many, while
@@ -576,6 +593,14 @@ pub(crate) struct Worker {
     rollback_stray: bool,
     /// A pool writer: tell the pool about schema changes (`note_schema`).
     tracks_schema: bool,
+    /// `ConnectOptions::snapshot_age_limit`.
+    snapshot_limit: Option<Duration>,
+    /// Streams stopped for their snapshot's age, with that age, until their
+    /// owner learns it (next fetch) or goes (its release).
+    expired: HashMap<u64, Duration>,
+    /// This worker's own queue, for the timer that enforces the limit on an
+    /// idle connection.
+    wake_self: mpsc::WeakSender<Message>,
     /// Column names per SQL text, so a point query does not allocate them on
     /// every run. Checked against the statement before use: a schema change
     /// that renames or retypes a column is seen.
@@ -598,6 +623,7 @@ pub(crate) async fn spawn(
     WorkerThread,
 )> {
     let (tx, rx) = mpsc::channel(opts.queue_bound);
+    let wake_self = tx.downgrade();
     let (ready_tx, ready_rx) = oneshot::channel();
     let (exited_tx, exited) = oneshot::channel::<()>();
     let path = opts.display_path();
@@ -606,7 +632,7 @@ pub(crate) async fn spawn(
         .spawn(move || {
             // Dropped last, even on unwind: tells `close` the thread is done.
             let _exited = exited_tx;
-            let worker = match Worker::open(&opts, shared) {
+            let worker = match Worker::open(&opts, shared, wake_self) {
                 Ok(w) => w,
                 Err(e) => {
                     let _ = ready_tx.send(Err(e));
@@ -648,7 +674,11 @@ impl WorkerThread {
 }
 
 impl Worker {
-    fn open(opts: &ConnectOptions, shared: Arc<Shared>) -> Result<Worker> {
+    fn open(
+        opts: &ConnectOptions,
+        shared: Arc<Shared>,
+        wake_self: mpsc::WeakSender<Message>,
+    ) -> Result<Worker> {
         crate::sqlite::check_linked_version();
         let path = opts.display_path();
         let open_error = |e: rusqlite::Error| match e {
@@ -746,6 +776,9 @@ impl Worker {
             end_lease: false,
             rollback_stray: opts.role == Role::Writer,
             tracks_schema: opts.role == Role::Writer,
+            snapshot_limit: opts.snapshot_age_limit,
+            expired: HashMap::new(),
+            wake_self,
             columns: RefCell::new(HashMap::new()),
             read_batch: Cell::new(false),
             group: Group::new(opts.group_commit),
@@ -1019,12 +1052,56 @@ impl Worker {
     /// Publishes what the worker holds for [`Connection::resources`].
     ///
     /// [`Connection::resources`]: crate::Connection::resources
-    fn publish_resources(&self) {
+    fn publish_resources(&mut self) {
+        self.sweep_snapshots();
         let shared = &self.shared;
         shared
             .parked_statements
             .store(self.cursors.len(), Ordering::Relaxed);
         shared.open_blobs.store(self.blobs.len(), Ordering::Relaxed);
+        let oldest = self
+            .cursors
+            .values()
+            .map(|p| p.opened)
+            .min()
+            .map_or(0, |at| {
+                at.saturating_duration_since(process_epoch()).as_millis() as u64 + 1
+            });
+        shared.oldest_snapshot.store(oldest, Ordering::Relaxed);
+    }
+
+    /// Finalizes the parked statements whose snapshot passed the limit (their
+    /// stream's next fetch reports it), and logs the old ones once. Runs after
+    /// every request and wake-up; a timer wakes an idle worker at a limit.
+    fn sweep_snapshots(&mut self) {
+        if self.cursors.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let warn_after = self
+            .snapshot_limit
+            .map_or(SNAPSHOT_WARN, |l| (l / 2).min(SNAPSHOT_WARN));
+        let mut expired = Vec::new();
+        for (&id, parked) in &mut self.cursors {
+            let age = now.saturating_duration_since(parked.opened);
+            if self.snapshot_limit.is_some_and(|limit| age > limit) {
+                expired.push((id, age));
+            } else if age > warn_after && !parked.warned {
+                parked.warned = true;
+                tracing::warn!(
+                    ?age,
+                    "a stream has kept its read snapshot for {age:?}: the WAL cannot be checkpointed past it (see ConnectOptions::snapshot_age_limit)"
+                );
+            }
+        }
+        for (id, age) in expired {
+            self.cursors.remove(&id);
+            self.expired.insert(id, age);
+            tracing::warn!(
+                ?age,
+                "a stream passed its snapshot age limit and was stopped"
+            );
+        }
     }
 
     fn run(&mut self, id: u64, span: Span, job: Job) {
@@ -1116,6 +1193,7 @@ impl Worker {
                 match work {
                     Deferred::CloseCursor(id) => {
                         self.cursors.remove(&id);
+                        self.expired.remove(&id);
                     }
                     Deferred::RollbackTo(name) => {
                         // Fails harmlessly if the transaction already ended.
@@ -1453,8 +1531,14 @@ impl Worker {
                 columns,
                 rows: self.chunk_size,
                 lease: self.serving.as_ref().map(|s| s.generation),
+                opened: Instant::now(),
+                warned: false,
             },
         );
+        if let Some(limit) = self.snapshot_limit {
+            // An idle worker must still stop it on time.
+            crate::timer::wake_at(Instant::now() + limit, self.wake_self.clone());
+        }
         self.fetch_cursor(id, reader)
     }
 
@@ -1471,9 +1555,18 @@ impl Worker {
         id: u64,
         reader: &mut R,
     ) -> Result<Chunk<R::Item>> {
+        if let (Some(age), Some(limit)) = (self.expired.remove(&id), self.snapshot_limit) {
+            return Err(Error::SnapshotTooOld { age, limit });
+        }
         let mut parked = self.cursors.remove(&id).ok_or(Error::Cancelled(
             "the stream's statement was already finalized",
         ))?;
+        if let Some(limit) = self.snapshot_limit {
+            let age = parked.opened.elapsed();
+            if age > limit {
+                return Err(Error::SnapshotTooOld { age, limit });
+            }
+        }
         let max = parked.rows;
         let mut columns = Some(Arc::clone(&parked.columns));
         let result = parked.cursor.with_dependent_mut(|_, rows| {
@@ -1895,7 +1988,7 @@ mod tests {
     #[test]
     fn chunks_grow_until_they_are_big() {
         let opts = ConnectOptions::in_memory().iter_chunk_size(4);
-        let mut w = Worker::open(&opts, Arc::new(Shared::default())).expect("open");
+        let mut w = Worker::open(&opts, Arc::new(Shared::default()), mpsc::channel(1).0.downgrade()).expect("open");
         w.conn
             .execute_batch(
                 "CREATE TABLE small(x); CREATE TABLE big(b);
@@ -1930,7 +2023,7 @@ mod tests {
             expected
         );
         let opts = ConnectOptions::in_memory().iter_chunk_size(1);
-        let mut w1 = Worker::open(&opts, Arc::new(Shared::default())).expect("open");
+        let mut w1 = Worker::open(&opts, Arc::new(Shared::default()), mpsc::channel(1).0.downgrade()).expect("open");
         w1.conn
             .execute_batch(
                 "CREATE TABLE big(b);
