@@ -1,6 +1,7 @@
 //! The workloads of shared/bench/WORKLOADS.md for aiolite and for the
 //! synchronous rusqlite baseline, in the same run. W1, W2, W4, W5 use one
-//! `Connection`; W3, W6, W7 use a `Database` (writer + 4 readers).
+//! `Connection`; W3, W6, W7 use a `Database` (writer + 4 readers). W3held is
+//! W3 with a partly read stream held open on every reader (aiolite only).
 //!
 //!     cargo bench --bench workloads
 //!     AIOLITE_BENCH_SCALE=0.5 AIOLITE_BENCH_RUNS=3 AIOLITE_BENCH_ONLY=W1,W5 cargo bench --bench workloads
@@ -286,7 +287,8 @@ fn run_rusqlite(workload: &str, db: &Path, scale: &Scale) -> Outcome {
                 ..Outcome::rate(ops as f64, started)
             }
         }
-        "W3" => {
+        // The baseline has no pool to route: W3held compares with W3's.
+        "W3" | "W3held" => {
             let per_thread = scale.w2_ops / READERS;
             let started = Instant::now();
             let threads: Vec<_> = (0..READERS)
@@ -490,12 +492,23 @@ async fn run_aiolite(contestant: &str, workload: &str, db: &Path, scale: &Scale)
                 ..Outcome::rate(scale.w1_ops as f64, started)
             }
         }
-        "W2" | "W3" => {
-            let target = if workload == "W3" {
-                Target::Db(pool(db, workload).await)
-            } else {
+        "W2" | "W3" | "W3held" => {
+            let target = if workload == "W2" {
                 Target::open(contestant, db, workload).await
+            } else {
+                Target::Db(pool(db, workload).await)
             };
+            // W3held: every reader keeps a partly read stream (a slow export
+            // on each). Their snapshots are old, so the pool sends the fresh
+            // reads elsewhere (the writer): this measures what that costs.
+            let mut held = Vec::new();
+            if workload == "W3held" {
+                for _ in 0..READERS {
+                    let mut s = target.stream("SELECT * FROM users");
+                    s.next().await.expect("a row").expect("row");
+                    held.push(s);
+                }
+            }
             let per_task = scale.w2_ops / TASKS;
             let started = Instant::now();
             let handles: Vec<_> = (0..TASKS)
@@ -512,6 +525,7 @@ async fn run_aiolite(contestant: &str, workload: &str, db: &Path, scale: &Scale)
             for h in handles {
                 h.await.expect("task");
             }
+            drop(held);
             Outcome::rate((per_task * TASKS) as f64, started)
         }
         "W4" => {
@@ -715,6 +729,8 @@ fn contestants_for(workload: &str, all: &[Contestant]) -> Vec<usize> {
             "rusqlite" | "aiolite" => true,
             // W3, W6 and W7 already run aiolite on a Database.
             "aiolite-db" => matches!(workload, "W1" | "W2" | "W4" | "W5"),
+            // W3held is aiolite's own question (what held readers cost).
+            _ if workload == "W3held" => false,
             // Peers: the workloads of WORKLOADS.md.
             _ => matches!(workload, "W1" | "W2" | "W3" | "W4" | "W5" | "W6" | "W7"),
         })
@@ -782,13 +798,13 @@ fn main() {
 
     let mut table: Vec<(&str, Vec<(String, Medians)>)> = Vec::new();
     for workload in [
-        "W1", "W2", "W3", "W4", "W5", "W5derive", "W6", "W6group", "W7",
+        "W1", "W2", "W3", "W3held", "W4", "W5", "W5derive", "W6", "W6group", "W7",
     ] {
         if !wanted(workload) {
             continue;
         }
         let db = match workload {
-            "W1" | "W2" | "W3" | "W7" => point_db.clone(),
+            "W1" | "W2" | "W3" | "W3held" | "W7" => point_db.clone(),
             "W5" | "W5derive" => bulk_db.clone(),
             _ => dir.path().join(format!("{workload}.db")),
         };

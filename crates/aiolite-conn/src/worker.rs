@@ -1988,7 +1988,12 @@ mod tests {
     #[test]
     fn chunks_grow_until_they_are_big() {
         let opts = ConnectOptions::in_memory().iter_chunk_size(4);
-        let mut w = Worker::open(&opts, Arc::new(Shared::default()), mpsc::channel(1).0.downgrade()).expect("open");
+        let mut w = Worker::open(
+            &opts,
+            Arc::new(Shared::default()),
+            mpsc::channel(1).0.downgrade(),
+        )
+        .expect("open");
         w.conn
             .execute_batch(
                 "CREATE TABLE small(x); CREATE TABLE big(b);
@@ -2023,7 +2028,12 @@ mod tests {
             expected
         );
         let opts = ConnectOptions::in_memory().iter_chunk_size(1);
-        let mut w1 = Worker::open(&opts, Arc::new(Shared::default()), mpsc::channel(1).0.downgrade()).expect("open");
+        let mut w1 = Worker::open(
+            &opts,
+            Arc::new(Shared::default()),
+            mpsc::channel(1).0.downgrade(),
+        )
+        .expect("open");
         w1.conn
             .execute_batch(
                 "CREATE TABLE big(b);
