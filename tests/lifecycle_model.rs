@@ -888,6 +888,16 @@ fn pick(i: usize, len: usize) -> Option<usize> {
     (len > 0).then(|| i % len)
 }
 
+/// Runs `ops` on a fresh world, checking the invariants after each.
+async fn replay(group_commit: bool, ops: &[Op]) {
+    let mut world = World::new(group_commit).await;
+    for op in ops {
+        world = in_a_task_of_its_own(world, op).await;
+        world.check().await;
+    }
+    world.close().await;
+}
+
 /// Runs one step in a task of its own, as a service's handlers each run in
 /// theirs: a request that waits for another actor's transaction then waits
 /// (it is not refused as a request from inside one's own transaction).
@@ -973,14 +983,7 @@ fn the_engine_keeps_its_promises_under_random_use() {
         .run(
             &(any::<bool>(), proptest::collection::vec(op(), 10..80)),
             |(group_commit, ops)| {
-                rt.block_on(async {
-                    let mut world = World::new(group_commit).await;
-                    for op in &ops {
-                        world = in_a_task_of_its_own(world, op).await;
-                        world.check().await;
-                    }
-                    world.close().await;
-                });
+                rt.block_on(replay(group_commit, &ops));
                 Ok(())
             },
         )
@@ -1084,13 +1087,6 @@ fn the_model_replays_the_reported_cases() {
         .build()
         .expect("runtime");
     for (group_commit, ops) in cases {
-        rt.block_on(async {
-            let mut world = World::new(group_commit).await;
-            for op in &ops {
-                world = in_a_task_of_its_own(world, op).await;
-                world.check().await;
-            }
-            world.close().await;
-        });
+        rt.block_on(replay(group_commit, &ops));
     }
 }

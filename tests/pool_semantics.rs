@@ -37,6 +37,17 @@ async fn pool(name: &str, readers: usize) -> (tempfile::TempDir, Database) {
     (dir, db)
 }
 
+/// Waits until `n` statements are parked on the pool: a stream's statement
+/// is out of the map while its next chunk's prefetch reads from it.
+async fn parked(db: &Database, n: usize) {
+    within("parked statements", async {
+        while db.resources().parked_statements != n {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+}
+
 /// Opens `n` streams through the pool and reads one row of each, so each
 /// parks its statement (and pins its connection's snapshot).
 async fn hold_streams(db: &Database, n: usize) -> Vec<aiolite::RowStream> {
@@ -63,12 +74,7 @@ async fn reads_see_the_callers_writes_while_every_reader_holds_a_stream() {
     let streams = hold_streams(&db, READERS).await;
     // Each stream's statement is parked once its next chunk's prefetch is
     // done (the prefetch has it out of the map while it reads).
-    within("all parked", async {
-        while db.resources().parked_statements != READERS {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    })
-    .await;
+    parked(&db, READERS).await;
     assert_eq!(
         db.on_writer().resources().parked_statements,
         0,
@@ -326,7 +332,14 @@ async fn temp_objects_and_attachments_are_seen_through_the_pool() {
         .get(0)
         .expect("y");
     assert_eq!(y, 7);
-    db.execute_script("DROP TABLE temp.t; DROP TABLE temp.only_temp;")
+    // Made inside the closure form: noticed too.
+    db.transaction(|tx| Ok::<_, Error>(tx.execute_batch("CREATE TEMP TABLE via_closure(q)")?))
+        .await
+        .expect("closure");
+    db.fetch_all("SELECT q FROM via_closure", ())
+        .await
+        .expect("a TEMP table made in a transaction closure");
+    db.execute_script("DROP TABLE temp.t; DROP TABLE temp.only_temp; DROP TABLE temp.via_closure;")
         .await
         .expect("drop temp");
     assert_eq!(read_t().await, "main");
@@ -364,12 +377,7 @@ async fn temp_objects_and_attachments_are_seen_through_the_pool() {
     s.next().await.expect("row").expect("ok");
     // Once the next chunk's prefetch is done, the statement is parked again:
     // on a reader.
-    within("parked", async {
-        while db.resources().parked_statements != 1 {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    })
-    .await;
+    parked(&db, 1).await;
     assert_eq!(db.on_writer().resources().parked_statements, 0);
     drop(s);
     db.close().await.expect("close");

@@ -773,26 +773,31 @@ impl Connection {
             .channel()
             .run(move |w| {
                 let shared = Arc::clone(&w.shared);
-                let mut tx = w.conn.transaction_with_behavior(behavior)?;
-                // The closure's transaction is a guard's: if SQLite rolls it
-                // back inside `f` and `f` goes on, the commit hook refuses
-                // the autocommit of every later write. Freed on every way
-                // out, a panic in `f` included.
-                let _owned = worker::OwnedTransaction::new(&shared);
-                match f(&mut tx) {
-                    Ok(_) if tx.is_autocommit() => {
-                        // Dropping `tx` tries a rollback, which finds
-                        // nothing to roll back.
-                        drop(tx);
-                        Ok(Err(E::from(Error::RolledBack { cause: None })))
+                let outcome = {
+                    let mut tx = w.conn.transaction_with_behavior(behavior)?;
+                    // The closure's transaction is a guard's: if SQLite rolls
+                    // it back inside `f` and `f` goes on, the commit hook
+                    // refuses the autocommit of every later write. Freed on
+                    // every way out, a panic in `f` included.
+                    let _owned = worker::OwnedTransaction::new(&shared);
+                    match f(&mut tx) {
+                        Ok(_) if tx.is_autocommit() => {
+                            // Dropping `tx` tries a rollback, which finds
+                            // nothing to roll back.
+                            drop(tx);
+                            Err(E::from(Error::RolledBack { cause: None }))
+                        }
+                        Ok(v) => {
+                            shared.guard_commit(|| tx.commit())?;
+                            Ok(v)
+                        }
+                        // Dropping `tx` rolls back.
+                        Err(e) => Err(e),
                     }
-                    Ok(v) => {
-                        shared.guard_commit(|| tx.commit())?;
-                        Ok(Ok(v))
-                    }
-                    // Dropping `tx` rolls back.
-                    Err(e) => Ok(Err(e)),
-                }
+                };
+                // It may have created TEMP objects or attached a database.
+                w.note_schema(None);
+                Ok(outcome)
             })
             .await;
         r.unwrap_or_else(|e| Err(E::from(e)))
@@ -832,7 +837,12 @@ impl Connection {
             Error::Options("no migrations were given: use ConnectOptions::migrations or DatabaseBuilder::migrations".to_owned())
         })?;
         self.channel()
-            .run(move |w| crate::migrate::run(&mut w.conn, &set, target).map_err(Error::Migration))
+            .run(move |w| {
+                let report =
+                    crate::migrate::run(&mut w.conn, &set, target).map_err(Error::Migration);
+                w.note_schema(None);
+                report
+            })
             .await
     }
 
