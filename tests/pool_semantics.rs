@@ -179,6 +179,12 @@ async fn a_pool_request_from_inside_ones_own_transaction_fails_at_once() {
             matches!(nested, Err(Error::InsideOwnTransaction)),
             "{what}: {nested:?}"
         );
+        let close = within(what, db.close()).await;
+        assert!(
+            matches!(close, Err(Error::InsideOwnTransaction)),
+            "{what}: {close:?}"
+        );
+        assert!(!db.is_closed(), "{what}: nothing was closed");
         // Another task is not refused: it waits for the transaction.
         let other = {
             let db = db.clone();
@@ -213,6 +219,11 @@ async fn a_connection_request_from_inside_ones_own_transaction_fails_at_once() {
     )
     .await;
     assert!(matches!(r, Err(Error::InsideOwnTransaction)), "{r:?}");
+    let close = within("close around the guard", conn.close()).await;
+    assert!(
+        matches!(close, Err(Error::InsideOwnTransaction)),
+        "{close:?}"
+    );
     // A dropped guard frees the task at once, before the worker notices.
     drop(tx);
     within(

@@ -853,11 +853,17 @@ impl Connection {
     /// [`Error::Closed`].
     ///
     /// # Errors
-    /// The error SQLite reports when closing.
+    /// The error SQLite reports when closing;
+    /// [`Error::InsideOwnTransaction`] from the task holding a transaction
+    /// of this connection (the close would wait for it forever).
     ///
     /// # Cancel safety
     /// The close happens even if the future is dropped.
     pub async fn close(&self) -> Result<()> {
+        if self.channel().shared.leased_by_caller() {
+            // The close would wait for the caller's own transaction.
+            return Err(Error::InsideOwnTransaction);
+        }
         self.channel().shared.closed.store(true, Ordering::Release);
         let (tx, rx) = oneshot::channel();
         let sent = self.channel().sender.send(Message::Close(tx)).await;

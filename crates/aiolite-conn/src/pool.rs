@@ -827,10 +827,15 @@ impl Database {
     ///
     /// # Errors
     /// The first close error; every connection is closed regardless.
+    /// [`Error::InsideOwnTransaction`] (and nothing closed) from the task
+    /// holding the pool's write transaction.
     ///
     /// # Cancel safety
     /// Closing continues on the workers if the future is dropped.
     pub async fn close(&self) -> Result<()> {
+        // Before any connection closes: the writer's close would wait for
+        // the caller's own transaction.
+        self.refuse_own_lease()?;
         let mut first_error = Ok(());
         for conn in self.inner.readers.iter().chain([&self.inner.writer]) {
             let r = conn.close().await;
