@@ -253,8 +253,8 @@ impl Channel {
         F: FnOnce(&mut Worker) -> Result<R> + Send + 'static,
         R: Send + 'static,
     {
-        if self.is_lease() {
-            self.shared.lease_used_by(worker::caller_identity());
+        if let Some(lease) = &self.lease {
+            lease.used_by(worker::caller_identity());
         } else {
             if self.shared.closed.load(Ordering::Acquire) {
                 return Err(Error::Closed);
@@ -677,12 +677,11 @@ impl Connection {
     /// Cancel safe, as [`begin`](Connection::begin).
     pub async fn begin_with(&self, behavior: TransactionBehavior) -> Result<Transaction> {
         let (lease_tx, lease_rx) = mpsc::channel(self.inner.queue_bound);
-        let control = Arc::new(worker::LeaseControl::default());
+        let control = Arc::new(worker::LeaseControl::new(worker::caller_identity()));
         let lease = worker::Lease {
             rx: lease_rx,
             control: Arc::clone(&control),
             wake: lease_tx.downgrade(),
-            owner: worker::caller_identity(),
         };
         // Dropped before the answer is read, this future ends the lease (the
         // guard it would have made is gone): the worker, if it started the

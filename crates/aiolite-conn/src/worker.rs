@@ -125,9 +125,26 @@ impl Drop for OwnedTransaction<'_> {
 #[derive(Debug, Default)]
 pub(crate) struct LeaseControl {
     ended: AtomicBool,
+    /// Who holds the guard ([`caller_identity`]): the caller of `begin`,
+    /// then whoever sent the lease's last request (the guard may move to
+    /// another task). Kept with the lease it belongs to, so that a check
+    /// never mixes one lease's owner with another lease's state.
+    owner: AtomicU64,
 }
 
 impl LeaseControl {
+    pub(crate) fn new(owner: u64) -> LeaseControl {
+        LeaseControl {
+            ended: AtomicBool::new(false),
+            owner: AtomicU64::new(owner),
+        }
+    }
+
+    /// A request went through the lease: its sender holds the guard now.
+    pub(crate) fn used_by(&self, caller: u64) {
+        self.owner.store(caller, Ordering::Release);
+    }
+
     pub(crate) fn end(&self) {
         self.ended.store(true, Ordering::Release);
     }
@@ -143,8 +160,6 @@ pub(crate) struct Lease {
     pub(crate) control: Arc<LeaseControl>,
     /// A weak sender of `rx`'s channel, for `Shared::lease_waker`.
     pub(crate) wake: mpsc::WeakSender<Message>,
-    /// Who called `begin` ([`caller_identity`]).
-    pub(crate) owner: u64,
 }
 
 /// The lease the worker is serving.
@@ -202,11 +217,6 @@ pub(crate) struct Shared {
     /// The guard's side of the lease being served: dropped guards end it at
     /// once, before the worker notices.
     lease_control: Mutex<Option<Arc<LeaseControl>>>,
-    /// Who holds the lease being served ([`caller_identity`]; 0: nobody
-    /// known): set by the worker when the lease starts and cleared when it
-    /// ends, updated by each request sent through the lease (the guard may
-    /// move to another task).
-    lease_owner: AtomicU64,
     /// Streams open on this connection, counted on the caller's side from the
     /// moment a stream is bound to it until it ends or is dropped: a
     /// statement they park pins this connection's read snapshot, so a pool
@@ -327,19 +337,18 @@ impl Shared {
 
     /// The caller holds this connection's lease: a request it sends through
     /// the connection's own queue would wait for that lease forever.
+    ///
+    /// `leased` is only the cheap first look (it is set before `begin`
+    /// answers, so the holder never misses it). The answer comes from the
+    /// lease being served alone, its owner and end read together: a guard
+    /// dropped a moment ago is over for its caller, though the worker may not
+    /// have seen it yet, and the next lease's state is never read with the
+    /// last one's owner.
     pub(crate) fn leased_by_caller(&self) -> bool {
         self.leased.load(Ordering::Acquire)
-            && self.lease_owner.load(Ordering::Acquire) == caller_identity()
-            // A guard dropped a moment ago: its lease is over for the caller,
-            // though the worker may not have seen it yet.
-            && lock(&self.lease_control)
-                .as_ref()
-                .is_some_and(|c| !c.is_ended())
-    }
-
-    /// A request went through the lease: its sender holds the guard now.
-    pub(crate) fn lease_used_by(&self, caller: u64) {
-        self.lease_owner.store(caller, Ordering::Release);
+            && lock(&self.lease_control).as_ref().is_some_and(|c| {
+                !c.is_ended() && c.owner.load(Ordering::Acquire) == caller_identity()
+            })
     }
 
     /// The queue of the lease being served, if any.
@@ -890,7 +899,6 @@ impl Worker {
         let dropped = self.serve_lease_until_end(&mut lease);
         *lock(&self.shared.lease_wake) = None;
         *lock(&self.shared.lease_control) = None;
-        self.shared.lease_used_by(0);
         // Dropping the receiver drops the requests still queued on it: their
         // callers learn that the transaction ended.
         drop(lease);
@@ -983,7 +991,6 @@ impl Worker {
     pub(crate) fn start_lease(&mut self, lease: Lease) {
         *lock(&self.shared.lease_wake) = Some(lease.wake.clone());
         *lock(&self.shared.lease_control) = Some(Arc::clone(&lease.control));
-        self.shared.lease_used_by(lease.owner);
         self.shared.leased.store(true, Ordering::Release);
         self.lease = Some(lease);
     }
