@@ -366,18 +366,25 @@ async fn a_panicking_decoder_on_the_first_chunk_leaves_nothing_parked() {
 
 /// Holds `conn`'s worker until the returned barrier is passed, so requests
 /// queued meanwhile cannot be answered on their first poll.
-fn hold_worker(conn: &Connection) -> (Arc<Barrier>, tokio::task::JoinHandle<()>) {
+async fn hold_worker(conn: &Connection) -> (Arc<Barrier>, tokio::task::JoinHandle<()>) {
     let barrier = Arc::new(Barrier::new(2));
     let held = Arc::clone(&barrier);
+    let (running_tx, running) = tokio::sync::oneshot::channel();
     let conn = conn.clone();
     let task = tokio::spawn(async move {
         conn.call(move |_| {
+            let _ = running_tx.send(());
             held.wait();
             Ok::<_, Error>(())
         })
         .await
         .expect("hold");
     });
+    // Returns once the worker runs the hold: whatever is queued from now on
+    // waits behind it.
+    within("the hold to start", running)
+        .await
+        .expect("the hold runs");
     (barrier, task)
 }
 
@@ -391,11 +398,7 @@ async fn drain(conn: &Connection) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_first_chunk_answered_after_its_caller_left_is_finalized() {
     let s = Snapshot::new().await;
-    let (barrier, holder) = hold_worker(&s.reader);
-    // Make sure the hold is running before the stream queues behind it.
-    while s.reader.queued_requests() > 0 {
-        tokio::task::yield_now().await;
-    }
+    let (barrier, holder) = hold_worker(&s.reader).await;
     let mut stream = s.reader.stream("SELECT x FROM big", ());
     {
         // One poll queues the first chunk's request and returns Pending.
@@ -416,10 +419,7 @@ async fn a_first_chunk_answered_after_its_caller_left_is_finalized() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blob_opened_after_its_caller_left_is_closed() {
     let s = Snapshot::new().await;
-    let (barrier, holder) = hold_worker(&s.reader);
-    while s.reader.queued_requests() > 0 {
-        tokio::task::yield_now().await;
-    }
+    let (barrier, holder) = hold_worker(&s.reader).await;
     {
         let open = s.reader.blob_open("files", "data", 1, true);
         futures_util::pin_mut!(open);
