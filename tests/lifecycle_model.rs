@@ -698,7 +698,7 @@ impl World {
                 let i = self.actors[a].streams.len() - 1;
                 self.next_items(a, i, read).await;
                 if self.actors[a].streams.len() > 3 {
-                    self.actors[a].streams.remove(0);
+                    self.drop_stream(a, 0);
                 }
             }
             Op::Next { a, i, n } => {
@@ -722,14 +722,7 @@ impl World {
             }
             Op::DropStream { a, i } => {
                 if let Some(i) = pick(i, self.actors[a].streams.len()) {
-                    let live = self.actors[a].streams.remove(i);
-                    if live.blocking && !self.free_for(live.h) {
-                        // Its next chunk's request may wait in the queue
-                        // behind the lease, owning the statement until the
-                        // worker reaches it and skips it.
-                        self.handles[live.h].queued_owners += 1;
-                    }
-                    drop(live);
+                    self.drop_stream(a, i);
                 }
             }
             Op::OpenBlob { a, h } => {
@@ -769,6 +762,17 @@ impl World {
                 .await;
                 assert!(matches!(r, Err(Error::Panic { .. })), "{r:?}");
             }
+        }
+    }
+
+    /// Drops stream `i` of actor `a`.
+    fn drop_stream(&mut self, a: usize, i: usize) {
+        let live = self.actors[a].streams.remove(i);
+        if live.blocking && !self.free_for(live.h) {
+            // Its next chunk's request may wait in the queue behind the
+            // lease, owning the statement until the worker reaches it and
+            // skips it.
+            self.handles[live.h].queued_owners += 1;
         }
     }
 
@@ -971,7 +975,12 @@ fn the_engine_keeps_its_promises_under_random_use() {
         .build()
         .expect("runtime");
     let mut runner = TestRunner::new(Config {
-        cases: 96,
+        // CI runs 96; `AIOLITE_MODEL_CASES=2000` searches further, once,
+        // after a change to the engine.
+        cases: std::env::var("AIOLITE_MODEL_CASES")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(96),
         failure_persistence: None,
         rng_seed: RngSeed::Fixed(0x11fe_c7c1e),
         // A failing case shrinks for at most a minute: a hang costs HANG

@@ -106,15 +106,8 @@ impl Channel {
         self.lease.as_ref().is_some_and(|l| l.is_ended())
     }
 
-    /// What a request gets when its channel is gone: on a lease, the
-    /// transaction ended (the worker drops what was queued on it); otherwise
-    /// the connection closed.
     fn gone(&self) -> Error {
-        if self.is_lease() {
-            Error::TransactionEnded
-        } else {
-            Error::Closed
-        }
+        gone(self.is_lease())
     }
 
     /// Runs `f` on the worker and waits for its result.
@@ -374,11 +367,18 @@ struct Reply<'a, R> {
 
 impl<R> Reply<'_, R> {
     fn unanswered(&self) -> Error {
-        if self.lease {
-            Error::TransactionEnded
-        } else {
-            Error::Closed
-        }
+        gone(self.lease)
+    }
+}
+
+/// What a request gets when its channel is gone, or it was dropped unanswered:
+/// on a lease, the transaction ended (the worker drops what was queued on
+/// it); otherwise the connection closed.
+fn gone(lease: bool) -> Error {
+    if lease {
+        Error::TransactionEnded
+    } else {
+        Error::Closed
     }
 }
 

@@ -210,13 +210,12 @@ pub(crate) struct Shared {
     pub(crate) open_blobs: AtomicUsize,
     /// Whether a guard owns the open transaction (see [`GuardState`]).
     guard: AtomicU8,
-    /// The lease being served, to wake the worker there when a caller
-    /// releases something (see `Channel::release`). Weak: it must not keep
-    /// the lease's channel open.
-    lease_wake: Mutex<Option<mpsc::WeakSender<Message>>>,
-    /// The guard's side of the lease being served: dropped guards end it at
-    /// once, before the worker notices.
-    lease_control: Mutex<Option<Arc<LeaseControl>>>,
+    /// The lease being served, as callers need it: its control (a dropped
+    /// guard ends it at once, before the worker notices; its owner), and a
+    /// weak sender of its queue, to wake the worker there when a caller
+    /// releases something (`Channel::release`); weak, so it never keeps the
+    /// lease's channel open.
+    serving_lease: Mutex<Option<(Arc<LeaseControl>, mpsc::WeakSender<Message>)>>,
     /// Streams open on this connection, counted on the caller's side from the
     /// moment a stream is bound to it until it ends or is dropped: a
     /// statement they park pins this connection's read snapshot, so a pool
@@ -346,16 +345,16 @@ impl Shared {
     /// last one's owner.
     pub(crate) fn leased_by_caller(&self) -> bool {
         self.leased.load(Ordering::Acquire)
-            && lock(&self.lease_control).as_ref().is_some_and(|c| {
+            && lock(&self.serving_lease).as_ref().is_some_and(|(c, _)| {
                 !c.is_ended() && c.owner.load(Ordering::Acquire) == caller_identity()
             })
     }
 
     /// The queue of the lease being served, if any.
     pub(crate) fn lease_waker(&self) -> Option<mpsc::Sender<Message>> {
-        lock(&self.lease_wake)
+        lock(&self.serving_lease)
             .as_ref()
-            .and_then(mpsc::WeakSender::upgrade)
+            .and_then(|(_, wake)| wake.upgrade())
     }
 
     /// Marks the open transaction as a guard's (see [`GuardState`]).
@@ -897,8 +896,7 @@ impl Worker {
         }
         self.publish_resources();
         let dropped = self.serve_lease_until_end(&mut lease);
-        *lock(&self.shared.lease_wake) = None;
-        *lock(&self.shared.lease_control) = None;
+        *lock(&self.shared.serving_lease) = None;
         // Dropping the receiver drops the requests still queued on it: their
         // callers learn that the transaction ended.
         drop(lease);
@@ -974,14 +972,10 @@ impl Worker {
     /// (`commit` reports the rollback, `rollback` accepts it) and a
     /// savepoint's rollback: no statement of the guard runs in autocommit.
     pub(crate) fn admit(&self, kind: Kind) -> Result<()> {
-        match &self.serving {
-            Some(Serving {
-                ended: Some(cause), ..
-            }) if !matches!(kind, Kind::EndLease | Kind::Undo) => Err(Error::RolledBack {
-                cause: cause.clone(),
-            }),
-            _ => Ok(()),
+        if matches!(kind, Kind::EndLease | Kind::Undo) {
+            return Ok(());
         }
+        self.dead_lease().map_or(Ok(()), Err)
     }
 
     /// Called by the `begin` request, before its answer is sent: from the
@@ -989,8 +983,7 @@ impl Worker {
     /// it (a request the caller then sends around the guard is refused, not
     /// queued behind it). The serve loop serves the lease next.
     pub(crate) fn start_lease(&mut self, lease: Lease) {
-        *lock(&self.shared.lease_wake) = Some(lease.wake.clone());
-        *lock(&self.shared.lease_control) = Some(Arc::clone(&lease.control));
+        *lock(&self.shared.serving_lease) = Some((Arc::clone(&lease.control), lease.wake.clone()));
         self.shared.leased.store(true, Ordering::Release);
         self.lease = Some(lease);
     }
