@@ -43,7 +43,12 @@ pub mod migrate {
 /// }
 /// ```
 ///
-/// A bad file name or two files with one version are compile errors.
+/// The files are those refinery's own scanner finds (subfolders included). A
+/// file that looks like a misnamed migration (another tool's name, a
+/// lower-case prefix, a name with characters refinery does not read) and two
+/// files with one version are compile errors; any other `.sql` file is a
+/// compile-time warning (a `deprecated` lint: `#[allow(deprecated)]` at the
+/// call silences it).
 pub use aiolite_derive::embed_migrations;
 
 /// rusqlite, the synchronous SQLite binding aiolite runs on the worker thread

@@ -64,66 +64,106 @@ pub fn embed_migrations(input: TokenStream) -> TokenStream {
         .into()
 }
 
-/// `V{n}__{name}` or `U{n}__{name}` (refinery's stem), with `n` an `i32`.
-fn parse_stem(stem: &str) -> Option<i32> {
-    let rest = stem.strip_prefix('V').or_else(|| stem.strip_prefix('U'))?;
-    let (version, name) = rest.split_once("__")?;
-    let valid_name = !name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || c == '_');
-    if !valid_name || version.is_empty() || !version.bytes().all(|b| b.is_ascii_digit()) {
+/// Why a file that refinery's scanner skips looks like a migration meant to
+/// run (`None`: it does not). The same rules as `Migrations::from_dir` in
+/// aiolite-conn, which a proc-macro crate cannot call.
+fn misnamed(file: &str) -> Option<&'static str> {
+    let mut chars = file.chars();
+    let (first, second) = (chars.next(), chars.next());
+    let versioned = |prefixes: &[char]| {
+        first.is_some_and(|c| prefixes.contains(&c)) && second.is_some_and(|c| c.is_ascii_digit())
+    };
+    let lower = file.to_ascii_lowercase();
+    let why = if lower.ends_with(".rs") && versioned(&['V', 'U']) {
+        "refinery's Rust migrations are not run by aiolite; write it as SQL (V{n}__{name}.sql)"
+    } else if !lower.ends_with(".sql") {
         return None;
-    }
-    version.parse().ok()
+    } else if lower.ends_with(".up.sql") || lower.ends_with(".down.sql") {
+        "a reversible migration of another tool (sqlx, diesel); refinery and aiolite read V{n}__{name}.sql, applied once; rename it, or move it out of the folder"
+    } else if first.is_some_and(|c| c.is_ascii_digit()) {
+        "named the way sqlx names migrations ({version}_{name}.sql); refinery and aiolite read V{version}__{name}.sql; rename it, or move it out of the folder"
+    } else if versioned(&['v', 'u']) {
+        "the V or U prefix must be upper case (refinery skips this file); rename it, or move it out of the folder"
+    } else if versioned(&['V', 'U']) {
+        "a migration is named V{n}__{name}.sql, two underscores after the version and the name letters, digits and _ only (refinery skips this file); rename it, or move it out of the folder"
+    } else {
+        return None;
+    };
+    Some(why)
 }
 
+/// The files of the set are exactly those refinery's own scanner finds
+/// (subfolders included); every other file is looked at to refuse a
+/// misnamed migration and to warn about any other `.sql` file.
 fn expand(dir: &LitStr) -> syn::Result<proc_macro2::TokenStream> {
-    let root = std::env::var("CARGO_MANIFEST_DIR").map_err(|_| {
-        syn::Error::new(
-            dir.span(),
-            "CARGO_MANIFEST_DIR is not set: build with cargo",
-        )
-    })?;
+    let error = |message: String| syn::Error::new(dir.span(), message);
+    let root = std::env::var("CARGO_MANIFEST_DIR")
+        .map_err(|_| error("CARGO_MANIFEST_DIR is not set: build with cargo".to_owned()))?;
     let path = Path::new(&root).join(dir.value());
-    let entries = std::fs::read_dir(&path).map_err(|e| {
-        syn::Error::new(
-            dir.span(),
-            format!(
-                "cannot read the migrations directory {}: {e}",
-                path.display()
-            ),
-        )
-    })?;
-    let mut files: Vec<(i32, String, PathBuf)> = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| syn::Error::new(dir.span(), e.to_string()))?;
+    let unreadable = |what: &Path, e: &dyn std::fmt::Display| {
+        error(format!("cannot read {}: {e}", what.display()))
+    };
+    let found: Vec<PathBuf> =
+        refinery_core::find_migration_files(&path, refinery_core::MigrationType::Sql)
+            .map_err(|e| unreadable(&path, &e))?
+            .collect();
+    let canonical = path.canonicalize().map_err(|e| unreadable(&path, &e))?;
+    let shown = |p: &Path| {
+        p.strip_prefix(&canonical)
+            .unwrap_or(p)
+            .display()
+            .to_string()
+    };
+    let mut errors: Option<syn::Error> = None;
+    let mut fail = |message: String| match &mut errors {
+        Some(all) => all.combine(error(message)),
+        None => errors = Some(error(message)),
+    };
+    let mut warnings = Vec::new();
+    for entry in walkdir::WalkDir::new(&canonical).sort_by_file_name() {
+        let entry = entry.map_err(|e| unreadable(e.path().unwrap_or(&canonical), &e))?;
         let file_path = entry.path();
-        let Some(file) = file_path
-            .file_name()
-            .and_then(|f| f.to_str())
-            .map(str::to_owned)
-        else {
-            continue;
-        };
-        let Some(stem) = file.strip_suffix(".sql") else {
-            continue;
-        };
-        if !(file.starts_with('V') || file.starts_with('U')) {
+        if file_path.is_dir() || found.iter().any(|f| f == file_path) {
             continue;
         }
-        let version = parse_stem(stem).ok_or_else(|| {
-            syn::Error::new(
-                dir.span(),
-                format!(
-                    "{file}: a migration file is named V{{version}}__{{name}}.sql or U{{version}}__{{name}}.sql (version a number, name letters, digits and _)"
-                ),
-            )
-        })?;
-        if let Some((_, other, _)) = files.iter().find(|(v, _, _)| *v == version) {
-            return Err(syn::Error::new(
-                dir.span(),
-                format!("{file} and {other} have the same version {version}"),
+        let file = entry.file_name().to_string_lossy();
+        if let Some(why) = misnamed(&file) {
+            fail(format!(
+                "{} is not read as a migration: {why}",
+                shown(file_path)
+            ));
+        } else if file.ends_with(".sql") {
+            warnings.push(format!(
+                "{} is not a migration name (V{{n}}__{{name}}.sql): skipped, as refinery skips it",
+                shown(file_path)
             ));
         }
+    }
+    let mut files: Vec<(i32, String, &PathBuf)> = Vec::new();
+    for file_path in &found {
+        let file = file_path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let stem = file.strip_suffix(".sql").unwrap_or(&file);
+        let version = match refinery_core::parse_migration_name(stem) {
+            Ok((_, version, _)) => version,
+            Err(e) => {
+                fail(format!("{}: {e}", shown(file_path)));
+                continue;
+            }
+        };
+        if let Some((_, other, _)) = files.iter().find(|(v, _, _)| *v == version) {
+            fail(format!(
+                "{} and {other} have the same version {version}",
+                shown(file_path)
+            ));
+            continue;
+        }
         files.push((version, file, file_path));
+    }
+    if let Some(errors) = errors {
+        return Err(errors);
     }
     files.sort_by_key(|(v, _, _)| *v);
     let items = files.iter().map(|(_, file, file_path)| {
@@ -132,24 +172,53 @@ fn expand(dir: &LitStr) -> syn::Result<proc_macro2::TokenStream> {
         // need `cargo:rerun-if-changed=<dir>` in build.rs.
         quote! { (#file, ::core::include_str!(#full)) }
     });
+    // A proc macro has no warning API on stable: the use of a deprecated
+    // constant is one, shown at the macro's argument with the note as text.
+    let warnings = warnings.iter().map(|note| {
+        quote::quote_spanned! {dir.span()=>
+            let () = {
+                #[deprecated(note = #note)]
+                #[allow(non_upper_case_globals)]
+                const skipped_migration_file: () = ();
+                skipped_migration_file
+            };
+        }
+    });
     Ok(quote! {
-        ::aiolite::migrate::Migrations::__embedded(&[#(#items),*])
+        {
+            #(#warnings)*
+            ::aiolite::migrate::Migrations::__embedded(&[#(#items),*])
+        }
     })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::parse_stem;
+    use super::misnamed;
 
     #[test]
-    fn stems() {
-        assert_eq!(parse_stem("V1__create_users"), Some(1));
-        assert_eq!(parse_stem("U20__seed_data"), Some(20));
-        assert_eq!(parse_stem("V1_create"), None);
-        assert_eq!(parse_stem("V__create"), None);
-        assert_eq!(parse_stem("Vx__create"), None);
-        assert_eq!(parse_stem("V1__"), None);
-        assert_eq!(parse_stem("V1__bad-name"), None);
-        assert_eq!(parse_stem("V99999999999__big"), None);
+    fn misnamed_files() {
+        for file in [
+            "20240101120000_create.sql",
+            "1_create.sql",
+            "V1__create.up.sql",
+            "create.down.sql",
+            "v3__lower.sql",
+            "u3__lower.sql",
+            "V2__add-index.sql",
+            "V1_one_underscore.sql",
+            "V4__rust.rs",
+        ] {
+            assert!(misnamed(file).is_some(), "{file}");
+        }
+        for file in [
+            "README.md",
+            "seed.sql",
+            "schema.sql",
+            "mod.rs",
+            "Vacuum.sql",
+        ] {
+            assert_eq!(misnamed(file), None, "{file}");
+        }
     }
 }
