@@ -108,7 +108,7 @@ async fn main() -> aiolite::Result<()> {
     let pending: Vec<Task> = db
         .query_all(
             Task::select()
-                .and_where(Expr::col(TaskColumn::Status).eq(String::from(Status::Pending)))
+                .and_where(TaskColumn::Status.eq(String::from(Status::Pending)))
                 .order_by(TaskColumn::Id, Order::Asc),
         )
         .await?;

@@ -58,7 +58,8 @@ pub use aiolite_conn::rusqlite;
 /// The typed layer: rows decoded into structs on the worker, tables mapped to
 /// models, sea-query statements run through any handle.
 pub use aiolite_query::{
-    Decode, DecodeError, Encode, Executor, FromRow, FromRowDecoder, Model, SqlValues, Statement,
+    ColumnExpr, Decode, DecodeError, Encode, Executor, FromRow, FromRowDecoder, Model, SqlValues,
+    Statement,
 };
 
 /// A value stored as JSON text (`serde_json` feature).
@@ -72,9 +73,16 @@ pub use aiolite_derive::{FromRow, Model};
 pub use aiolite_query::sea_query;
 
 /// Everything typed queries need in scope: `use aiolite::prelude::*;`.
+///
+/// It does not bring sea-query's `ExprTrait`, which is implemented for every
+/// value (`i64`, `String`, dates) and would make `a.max(b)` ambiguous (E0034)
+/// in any module that globs the prelude: conditions on a model's columns come
+/// from [`ColumnExpr`] (`UserColumn::Age.gte(18)`), implemented for column
+/// identifiers only. Import `sea_query::ExprTrait` by name where you need
+/// the rest of sea-query's operators.
 pub mod prelude {
-    pub use crate::sea_query::{Expr, ExprTrait, Order, Query};
-    pub use crate::{Executor, FromRow, Model, Statement};
+    pub use crate::sea_query::{Condition, Expr, Order, Query};
+    pub use crate::{ColumnExpr, Executor, FromRow, Model, Statement};
 }
 
 #[doc(hidden)]

@@ -2,6 +2,8 @@
 //! bad row gives. Decoding runs on the worker; these tests see the results.
 
 use aiolite::prelude::*;
+// String-named columns use sea-query's operators, imported by name.
+use aiolite::sea_query::ExprTrait;
 use aiolite::{Connection, Error, Row};
 use futures_util::TryStreamExt;
 

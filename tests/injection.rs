@@ -121,7 +121,7 @@ async fn hostile_values_and_identifiers_stay_data() {
         check_sql(&payloads, "find");
 
         let found: Vec<Evil> = conn
-            .query_all(Evil::select().and_where(Expr::col(EvilColumn::Value).eq(p.as_str())))
+            .query_all(Evil::select().and_where(EvilColumn::Value.eq(p.as_str())))
             .await
             .expect("select");
         assert_eq!(found, vec![row.clone()]);
@@ -131,7 +131,7 @@ async fn hostile_values_and_identifiers_stay_data() {
                 Query::select()
                     .column(EvilColumn::Key)
                     .from(Evil::TABLE)
-                    .and_where(Expr::col(EvilColumn::Value).like(p.as_str())),
+                    .and_where(EvilColumn::Value.like(p.as_str())),
             )
             .await;
         if p.len() <= 50_000 {
@@ -171,7 +171,7 @@ async fn hostile_values_and_identifiers_stay_data() {
                 Query::update()
                     .table(Evil::TABLE)
                     .value(EvilColumn::Value, p.as_str())
-                    .and_where(Expr::col(EvilColumn::Key).eq(p.as_str())),
+                    .and_where(EvilColumn::Key.eq(p.as_str())),
             )
             .await
             .expect("exec update");

@@ -97,7 +97,7 @@ async fn crud_cycle<E: Executor>(e: &E) {
     let adults: Vec<User> = e
         .query_all(
             User::select()
-                .and_where(Expr::col(UserColumn::Age).gte(18))
+                .and_where(UserColumn::Age.gte(18))
                 .order_by(UserColumn::Id, Order::Asc),
         )
         .await
@@ -279,9 +279,7 @@ async fn column_enum_and_select() {
             UserColumn::Settings
         ]
     );
-    let (sql, values) = User::select()
-        .and_where(Expr::col(UserColumn::Age).gt(18))
-        .to_sql();
+    let (sql, values) = User::select().and_where(UserColumn::Age.gt(18)).to_sql();
     assert_eq!(
         sql,
         r#"SELECT "id", "name", "age", "settings" FROM "users" WHERE "age" > ?"#
@@ -306,7 +304,7 @@ async fn sea_query_writes_run_through_exec() {
             Query::update()
                 .table(User::TABLE)
                 .value(UserColumn::Age, 40)
-                .and_where(Expr::col(UserColumn::Id).eq(id)),
+                .and_where(UserColumn::Id.eq(id)),
         )
         .await
         .expect("update");
@@ -316,7 +314,7 @@ async fn sea_query_writes_run_through_exec() {
             Query::select()
                 .column(UserColumn::Age)
                 .from(User::TABLE)
-                .and_where(Expr::col(UserColumn::Id).eq(id)),
+                .and_where(UserColumn::Id.eq(id)),
         )
         .await
         .expect("age");
@@ -325,7 +323,7 @@ async fn sea_query_writes_run_through_exec() {
         .exec(
             Query::delete()
                 .from_table(User::TABLE)
-                .and_where(Expr::col(UserColumn::Id).eq(id)),
+                .and_where(UserColumn::Id.eq(id)),
         )
         .await
         .expect("delete");

@@ -9,5 +9,5 @@ struct User {
 }
 
 fn main() {
-    let _ = User::select().and_where(Expr::col(UserColumn::Agee).gt(18));
+    let _ = User::select().and_where(UserColumn::Agee.gt(18));
 }

@@ -244,7 +244,10 @@ impl fmt::Display for RollbackCause<'_> {
 /// | `DataError` | `Data` | value too big, a column that cannot become the requested type |
 /// | `InterfaceError` | `Interface` | misuse of the SQLite API |
 /// | `InternalError` | `Internal` | SQLite internal error, a panic in a user closure |
-/// | `DatabaseError` | `Database` | corruption, not a database, anything else |
+/// | `MemoryError` (Python's own) | `Memory` | SQLite ran out of memory |
+/// | `DatabaseError` | `Database` | corruption, not a database, an authorizer's denial (`SQLITE_AUTH`), anything else |
+///
+/// SQLite's result codes map exactly as in CPython's `Modules/_sqlite/util.c`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {
@@ -262,6 +265,8 @@ pub enum ErrorKind {
     Internal,
     /// `sqlite3.DatabaseError`.
     Database,
+    /// Python's `MemoryError`, which CPython raises for `SQLITE_NOMEM`.
+    Memory,
 }
 
 impl Error {
@@ -338,8 +343,12 @@ impl Error {
 
     /// The class Python's `sqlite3` would raise for this error.
     pub fn kind(&self) -> ErrorKind {
-        if let Some(code) = self.code() {
-            return kind_of_code(code);
+        match self.extended_code() {
+            // A non-SQLite error copied for a group commit's members
+            // (`duplicate`) keeps the kind such errors have.
+            Some(0) => return ErrorKind::Operational,
+            Some(extended) => return kind_of_code(extended & 0xff),
+            None => {}
         }
         match self {
             Error::Decode { .. } => ErrorKind::Data,
@@ -452,17 +461,33 @@ impl Error {
     }
 }
 
-fn kind_of_code(code: ErrorCode) -> ErrorKind {
-    // The same table CPython's Modules/_sqlite/util.c uses.
-    match code {
-        ErrorCode::InternalMalfunction | ErrorCode::NotFound => ErrorKind::Internal,
-        ErrorCode::ConstraintViolation | ErrorCode::TypeMismatch => ErrorKind::Integrity,
-        ErrorCode::TooBig => ErrorKind::Data,
-        ErrorCode::ApiMisuse | ErrorCode::ParameterOutOfRange => ErrorKind::Interface,
-        ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => ErrorKind::Database,
-        ErrorCode::OutOfMemory => ErrorKind::Internal,
-        ErrorCode::Unknown => ErrorKind::Operational,
-        _ => ErrorKind::Operational,
+/// CPython's table (`_pysqlite_seterror` in Modules/_sqlite/util.c), case for
+/// case, on the primary result code; its `default` is `DatabaseError`.
+/// `SQLITE_ERROR` (a syntax error, no such table) is `OperationalError`;
+/// `SQLITE_AUTH`, `SQLITE_RANGE`, `SQLITE_NOTADB`, `SQLITE_NOLFS`,
+/// `SQLITE_FORMAT` and codes SQLite may add later fall to the default.
+fn kind_of_code(primary: i32) -> ErrorKind {
+    match primary {
+        ffi::SQLITE_INTERNAL | ffi::SQLITE_NOTFOUND => ErrorKind::Internal,
+        ffi::SQLITE_NOMEM => ErrorKind::Memory,
+        ffi::SQLITE_ERROR
+        | ffi::SQLITE_PERM
+        | ffi::SQLITE_ABORT
+        | ffi::SQLITE_BUSY
+        | ffi::SQLITE_LOCKED
+        | ffi::SQLITE_READONLY
+        | ffi::SQLITE_INTERRUPT
+        | ffi::SQLITE_IOERR
+        | ffi::SQLITE_FULL
+        | ffi::SQLITE_CANTOPEN
+        | ffi::SQLITE_PROTOCOL
+        | ffi::SQLITE_EMPTY
+        | ffi::SQLITE_SCHEMA => ErrorKind::Operational,
+        ffi::SQLITE_CORRUPT => ErrorKind::Database,
+        ffi::SQLITE_TOOBIG => ErrorKind::Data,
+        ffi::SQLITE_CONSTRAINT | ffi::SQLITE_MISMATCH => ErrorKind::Integrity,
+        ffi::SQLITE_MISUSE => ErrorKind::Interface,
+        _ => ErrorKind::Database,
     }
 }
 
@@ -596,6 +621,73 @@ mod tests {
         );
         assert!(fk.is_foreign_key_violation());
         assert!(!fk.is_unique_violation());
+    }
+
+    /// Every primary result code against CPython's table, written out from
+    /// Modules/_sqlite/util.c (3.11) as data, the default branch included.
+    #[test]
+    fn every_result_code_has_cpythons_class() {
+        use ErrorKind::*;
+        let cpython = [
+            (1, Operational),  // SQLITE_ERROR
+            (2, Internal),     // SQLITE_INTERNAL
+            (3, Operational),  // SQLITE_PERM
+            (4, Operational),  // SQLITE_ABORT
+            (5, Operational),  // SQLITE_BUSY
+            (6, Operational),  // SQLITE_LOCKED
+            (7, Memory),       // SQLITE_NOMEM: PyErr_NoMemory()
+            (8, Operational),  // SQLITE_READONLY
+            (9, Operational),  // SQLITE_INTERRUPT
+            (10, Operational), // SQLITE_IOERR
+            (11, Database),    // SQLITE_CORRUPT
+            (12, Internal),    // SQLITE_NOTFOUND
+            (13, Operational), // SQLITE_FULL
+            (14, Operational), // SQLITE_CANTOPEN
+            (15, Operational), // SQLITE_PROTOCOL
+            (16, Operational), // SQLITE_EMPTY
+            (17, Operational), // SQLITE_SCHEMA
+            (18, Data),        // SQLITE_TOOBIG
+            (19, Integrity),   // SQLITE_CONSTRAINT
+            (20, Integrity),   // SQLITE_MISMATCH
+            (21, Interface),   // SQLITE_MISUSE
+            (22, Database),    // SQLITE_NOLFS: default
+            (23, Database),    // SQLITE_AUTH: default
+            (24, Database),    // SQLITE_FORMAT: default
+            (25, Database),    // SQLITE_RANGE: default
+            (26, Database),    // SQLITE_NOTADB: default
+            (27, Database),    // SQLITE_NOTICE: default
+            (28, Database),    // SQLITE_WARNING: default
+            (99, Database),    // a code SQLite may add: default
+        ];
+        for (primary, kind) in cpython {
+            // Extended codes carry the primary one in their low byte.
+            for extended in [primary, primary | (3 << 8)] {
+                let err = Error::Sqlite {
+                    code: ffi::Error::new(extended).code,
+                    extended_code: extended,
+                    message: String::new(),
+                    sql: None,
+                };
+                assert_eq!(err.kind(), kind, "result code {extended}");
+                let through_rusqlite = Error::Rusqlite(rusqlite::Error::SqliteFailure(
+                    ffi::Error::new(extended),
+                    None,
+                ));
+                assert_eq!(through_rusqlite.kind(), kind, "result code {extended}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_authorizer_denial_is_a_database_error_as_in_cpython() {
+        let mut conn = rusqlite::Connection::open_in_memory().expect("open");
+        conn.authorizer(Some(|_: rusqlite::hooks::AuthContext<'_>| {
+            rusqlite::hooks::Authorization::Deny
+        }))
+        .expect("authorizer");
+        let err = Error::from(conn.prepare("SELECT 1").expect_err("denied"));
+        assert_eq!(err.code(), Some(ErrorCode::AuthorizationForStatementDenied));
+        assert_eq!(err.kind(), ErrorKind::Database);
     }
 
     #[test]

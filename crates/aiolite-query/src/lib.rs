@@ -7,6 +7,7 @@
 //! built with sea-query's SQLite builder and bound as parameters in the forms [`SqlValues`] lists.
 
 mod bind;
+mod column;
 mod decode;
 mod encode;
 mod executor;
@@ -17,6 +18,7 @@ mod model;
 mod statement;
 
 pub use aiolite_conn::{Error, ErrorKind, Result};
+pub use column::ColumnExpr;
 pub use decode::{Decode, DecodeError};
 pub use encode::Encode;
 pub use executor::Executor;
