@@ -58,8 +58,8 @@ pub use aiolite_conn::rusqlite;
 /// The typed layer: rows decoded into structs on the worker, tables mapped to
 /// models, sea-query statements run through any handle.
 pub use aiolite_query::{
-    ColumnExpr, Decode, DecodeError, Encode, Executor, FromRow, FromRowDecoder, Model, SqlValues,
-    Statement,
+    ColumnExpr, Decode, DecodeError, Encode, Executor, FromRow, FromRowDecoder, Model, Page,
+    SqlValues, Statement,
 };
 
 /// A value stored as JSON text (`serde_json` feature).

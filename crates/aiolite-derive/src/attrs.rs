@@ -130,11 +130,15 @@ pub(crate) struct FieldAttrs {
     pub(crate) from: Option<Type>,
     pub(crate) json: Json,
     pub(crate) primary_key: Option<Span>,
+    /// The database fills the column on insert (a SQL `DEFAULT`): left out
+    /// of INSERT, read back by `insert_returning`.
+    pub(crate) db_default: Option<Span>,
+    /// A generated column (`GENERATED ALWAYS AS`): never written.
+    pub(crate) generated: Option<Span>,
 }
 
 const CONTAINER_KEYS: &str = "`rename_all`, `default` or `table`";
-const FIELD_KEYS: &str =
-    "`rename`, `default`, `flatten`, `prefix`, `skip`, `try_from`, `from`, `json` or `primary_key`";
+const FIELD_KEYS: &str = "`rename`, `default`, `flatten`, `prefix`, `skip`, `try_from`, `from`, `json`, `primary_key`, `db_default` or `generated`";
 
 /// `key = "string"`, with a clear error for any other value.
 fn string_value(key: &str, value: Option<Expr>, span: Span) -> Result<LitStr, syn::Error> {
@@ -273,6 +277,8 @@ pub(crate) fn field(f: &Field, errors: &mut Errors) -> FieldAttrs {
         from: None,
         json: Json::No,
         primary_key: None,
+        db_default: None,
+        generated: None,
     };
     for Item { key, value, args } in items(&f.attrs, errors) {
         let span = key.span();
@@ -323,6 +329,14 @@ pub(crate) fn field(f: &Field, errors: &mut Errors) -> FieldAttrs {
                     errors.push(Scope::Model, span, "duplicate `primary_key`");
                 }
                 a.primary_key = Some(span);
+            }
+            "db_default" => {
+                no_value(&name, value, errors, Scope::Model);
+                a.db_default = Some(span);
+            }
+            "generated" => {
+                no_value(&name, value, errors, Scope::Model);
+                a.generated = Some(span);
             }
             "json" => {
                 no_value(&name, value, errors, Scope::FromRow);
@@ -391,6 +405,30 @@ fn check_combinations(a: &FieldAttrs, errors: &mut Errors) {
     }
     if let (Some(span), Some(_)) = (a.primary_key, a.skip) {
         errors.push(Scope::Model, span, "the primary key cannot be `skip`ped");
+    }
+    for (what, span) in [("db_default", a.db_default), ("generated", a.generated)] {
+        let Some(span) = span else { continue };
+        if a.skip.is_some() || a.flatten.is_some() {
+            errors.push(
+                Scope::Model,
+                span,
+                format!("`{what}` is for a stored column: not with `skip` or `flatten`"),
+            );
+        }
+        if a.primary_key.is_some() {
+            errors.push(
+                Scope::Model,
+                span,
+                format!("`{what}` cannot mark the primary key (an INTEGER PRIMARY KEY is assigned by SQLite already)"),
+            );
+        }
+    }
+    if let (Some(span), Some(_)) = (a.db_default, a.generated) {
+        errors.push(
+            Scope::Model,
+            span,
+            "use one of `db_default` and `generated`: a generated column is never written",
+        );
     }
 }
 

@@ -374,6 +374,22 @@ pub(crate) fn model(input: &DeriveInput) -> TokenStream {
         && key.attrs.try_from.is_none()
         && key.attrs.from.is_none();
     let count = stored.len();
+    let variant_of = |f: &&FieldInfo| {
+        Ident::new(
+            &attrs::pascal(f.ident.to_string().trim_start_matches("r#")),
+            f.ident.span(),
+        )
+    };
+    let filled: Vec<Ident> = stored
+        .iter()
+        .filter(|f| f.attrs.db_default.is_some() || f.attrs.generated.is_some())
+        .map(variant_of)
+        .collect();
+    let generated: Vec<Ident> = stored
+        .iter()
+        .filter(|f| f.attrs.generated.is_some())
+        .map(variant_of)
+        .collect();
 
     quote! {
         #[doc = #enum_doc]
@@ -422,6 +438,8 @@ pub(crate) fn model(input: &DeriveInput) -> TokenStream {
             const TABLE: &'static str = #table;
             const PRIMARY_KEY: #column_enum = #column_enum::#key_variant;
             const AUTO_KEY: bool = #auto_key;
+            const FILLED_BY_DATABASE: &'static [#column_enum] = &[#(#column_enum::#filled,)*];
+            const GENERATED: &'static [#column_enum] = &[#(#column_enum::#generated,)*];
 
             fn columns() -> &'static [#column_enum] {
                 const COLUMNS: [#column_enum; #count] = [#(#column_enum::#variants,)*];

@@ -43,10 +43,20 @@ pub fn derive_from_row(input: TokenStream) -> TokenStream {
 /// on one field are required. It generates `UserColumn` (one variant per
 /// stored field, a sea-query identifier, so a misspelt column does not
 /// compile), `User::select()` and `User::all_columns()`, and the `Model` impl
-/// behind `insert`, `insert_many`, `find`, `update`, `delete` and `upsert`.
-/// An integer key is the table's `INTEGER PRIMARY KEY`: `insert` lets SQLite
-/// assign it. `try_from`/`from` fields are written back with `From<Field>`
-/// on the source type.
+/// behind `insert`, `insert_returning`, `insert_many`, `find`, `update`,
+/// `update_columns`, `update_changed`, `delete` and `upsert`. An integer key
+/// whose column is the table's rowid (`INTEGER PRIMARY KEY`) is assigned by
+/// SQLite on `insert`; any other key (`BIGINT PRIMARY KEY`, `WITHOUT ROWID`,
+/// text) is written as the model holds it. `try_from`/`from` fields are
+/// written back with `From<Field>` on the source type.
+///
+/// Field attributes of `Model` only:
+///
+/// | attribute | effect |
+/// |---|---|
+/// | `primary_key` | the key `find`, `update` and `delete` use |
+/// | `db_default` | the database fills it (a SQL `DEFAULT`): left out of `INSERT`, read back by `insert_returning` |
+/// | `generated` | a `GENERATED ALWAYS AS` column: never written |
 #[proc_macro_derive(Model, attributes(aiolite))]
 pub fn derive_model(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as syn::DeriveInput);

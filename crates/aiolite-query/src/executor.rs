@@ -221,22 +221,86 @@ pub trait Executor: Sync {
         self.__execute_insert(sql.into(), values)
     }
 
-    /// Inserts a model's row and returns its key: the one SQLite assigned for
-    /// an integer key, the model's own otherwise.
+    /// Inserts a model's row and returns its key: the one SQLite assigned
+    /// when the key column is the table's rowid (`INTEGER PRIMARY KEY`), the
+    /// model's own otherwise (see [`Model`] for the rule). Columns marked
+    /// `db_default` or `generated` are left to the database.
     ///
     /// # Errors
     /// SQLite's (a `UNIQUE` or `NOT NULL` violation, ...); a field that
     /// cannot be encoded.
+    ///
+    /// # Cancel safety
+    /// As `execute`: dropped before the worker starts it, nothing is
+    /// inserted; once started, the insert completes or fails whole.
     fn insert<M: Model>(&self, model: &M) -> impl Future<Output = Result<M::Key>> + Send {
-        let built = model::insert_sql(model).map(|q| (q, model.key()));
+        let built = model::InsertPlan::new(model, false)
+            .and_then(|plan| Ok((plan, model::insert_values(model)?)));
+        let key = model.key();
         async move {
-            let ((sql, values), key) = built?;
-            let rowid = self.__execute_insert(sql.into(), values).await?;
-            if M::AUTO_KEY {
-                model::assigned_key::<M>(rowid)
-            } else {
-                Ok(key)
+            let (plan, values) = built?;
+            let assigned = self
+                .__write(move |conn| {
+                    let (sql, skip) = plan.choose::<M>(conn)?;
+                    let mut stmt = conn
+                        .prepare_cached(sql)
+                        .map_err(|e| Error::from(e).attach_sql(sql))?;
+                    model::bind_row(&mut stmt, &values, skip).map_err(|e| e.attach_sql(sql))?;
+                    stmt.raw_execute()
+                        .map_err(|e| Error::from(e).attach_sql(sql))?;
+                    Ok(skip.map(|_| conn.last_insert_rowid()))
+                })
+                .await?;
+            match assigned {
+                Some(rowid) => model::assigned_key::<M>(rowid),
+                None => Ok(key),
             }
+        }
+    }
+
+    /// Inserts a model's row and returns it as stored (`INSERT ... RETURNING`):
+    /// with the key SQLite assigned, and the columns the database filled
+    /// (`db_default`, `generated`), decoded on the worker.
+    ///
+    /// # Errors
+    /// As [`insert`](Self::insert); [`Error::Decode`] for a stored value the
+    /// model cannot hold.
+    ///
+    /// # Cancel safety
+    /// As [`insert`](Self::insert).
+    fn insert_returning<M: Model + Send + 'static>(
+        &self,
+        model: &M,
+    ) -> impl Future<Output = Result<M>> + Send {
+        let built = model::InsertPlan::new(model, true)
+            .and_then(|plan| Ok((plan, model::insert_values(model)?)));
+        async move {
+            let (plan, values) = built?;
+            self.__write(move |conn| {
+                let (sql, skip) = plan.choose::<M>(conn)?;
+                let mut stmt = conn
+                    .prepare_cached(sql)
+                    .map_err(|e| Error::from(e).attach_sql(sql))?;
+                model::bind_row(&mut stmt, &values, skip).map_err(|e| e.attach_sql(sql))?;
+                let mut rows = stmt.raw_query();
+                let row = rows
+                    .next()
+                    .map_err(|e| Error::from(e).attach_sql(sql))?
+                    .ok_or_else(|| Error::NoRows {
+                        sql: Some(sql.to_owned()),
+                    })?;
+                let plan = M::plan(row.as_ref(), "")?;
+                let stored = M::from_row(row, &plan)?;
+                // RETURNING's row is produced as the insert runs: step to the
+                // end so that the statement completes.
+                while rows
+                    .next()
+                    .map_err(|e| Error::from(e).attach_sql(sql))?
+                    .is_some()
+                {}
+                Ok(stored)
+            })
+            .await
         }
     }
 
@@ -245,6 +309,9 @@ pub trait Executor: Sync {
     ///
     /// # Errors
     /// As [`insert`](Self::insert); on error no row is inserted.
+    ///
+    /// # Cancel safety
+    /// As [`insert`](Self::insert): all of the rows or none.
     fn insert_many<M: Model>(
         &self,
         models: &[M],
@@ -255,45 +322,41 @@ pub trait Executor: Sync {
             let Some(first) = models.first() else {
                 return Ok(None);
             };
-            let (sql, _) = model::insert_sql(first)?;
+            let plan = model::InsertPlan::new(first, false)?;
             let values = models
                 .iter()
                 .map(model::insert_values)
                 .collect::<Result<Vec<_>>>()?;
-            Ok(Some((sql, values)))
+            Ok(Some((plan, values)))
         })();
-        let keys: Vec<M::Key> = if M::AUTO_KEY {
-            Vec::new()
-        } else {
-            models.iter().map(Model::key).collect()
-        };
+        let keys: Vec<M::Key> = models.iter().map(Model::key).collect();
         async move {
-            let Some((sql, values)) = built? else {
+            let Some((plan, values)) = built? else {
                 return Ok(Vec::new());
             };
             let rowids = self
                 .__write(move |conn| {
                     let sp = conn.savepoint()?;
+                    let (sql, skip) = plan.choose::<M>(&sp)?;
                     let mut rowids = Vec::with_capacity(values.len());
                     {
                         let mut stmt = sp
-                            .prepare_cached(&sql)
-                            .map_err(|e| Error::from(e).attach_sql(&sql))?;
+                            .prepare_cached(sql)
+                            .map_err(|e| Error::from(e).attach_sql(sql))?;
                         for row in &values {
-                            Params::bind(row, &mut stmt).map_err(|e| e.attach_sql(&sql))?;
+                            model::bind_row(&mut stmt, row, skip).map_err(|e| e.attach_sql(sql))?;
                             stmt.raw_execute()
-                                .map_err(|e| Error::from(e).attach_sql(&sql))?;
+                                .map_err(|e| Error::from(e).attach_sql(sql))?;
                             rowids.push(sp.last_insert_rowid());
                         }
                     }
                     sp.commit()?;
-                    Ok(rowids)
+                    Ok(skip.map(|_| rowids))
                 })
                 .await?;
-            if M::AUTO_KEY {
-                rowids.into_iter().map(model::assigned_key::<M>).collect()
-            } else {
-                Ok(keys)
+            match rowids {
+                Some(rowids) => rowids.into_iter().map(model::assigned_key::<M>).collect(),
+                None => Ok(keys),
             }
         }
     }
@@ -310,19 +373,81 @@ pub trait Executor: Sync {
         }
     }
 
-    /// Writes every column of a model's row, found by its key; `false` when
-    /// no row has that key.
+    /// Writes every column of a model's row (but generated ones), found by
+    /// its key; `false` when no row has that key.
+    ///
+    /// Every column: a value another request changed since this model was
+    /// read is overwritten with the model's. To write only what this request
+    /// changed, use [`update_changed`](Self::update_changed) or
+    /// [`update_columns`](Self::update_columns).
     ///
     /// # Errors
     /// As [`insert`](Self::insert).
+    ///
+    /// # Cancel safety
+    /// As `execute`.
     fn update<M: Model>(&self, model: &M) -> impl Future<Output = Result<bool>> + Send {
-        let built = model::update_sql(model);
-        // Only a model with nothing but its key needs the existence check.
-        let exists = matches!(built, Ok(None)).then(|| model::exists_sql::<M>(&model.key()));
+        let built = model::update_sql(model, None, None);
+        self.__update::<M>(built, model.key())
+    }
+
+    /// Writes only `columns` of a model's row (the key and generated columns
+    /// are never written), found by its key; `false` when no row has that key.
+    ///
+    /// ```
+    /// # async fn demo<M: aiolite_query::Model>(db: aiolite_conn::Database, user: M, name: M::Column) -> aiolite_conn::Result<()> {
+    /// use aiolite_query::Executor;
+    /// // A concurrent `balance = balance - 40` stays: only the name is written.
+    /// db.update_columns(&user, &[name]).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`update`](Self::update).
+    ///
+    /// # Cancel safety
+    /// As `execute`.
+    fn update_columns<M: Model>(
+        &self,
+        model: &M,
+        columns: &[M::Column],
+    ) -> impl Future<Output = Result<bool>> + Send {
+        let built = model::update_sql(model, Some(columns), None);
+        self.__update::<M>(built, model.key())
+    }
+
+    /// Writes the columns whose values differ between `before` (the row as
+    /// read) and `after` (as changed), in the row with `before`'s key:
+    /// sea-orm's "only the changed columns", on plain structs. `false` when
+    /// no row has that key; with nothing changed, nothing is written.
+    ///
+    /// # Errors
+    /// As [`update`](Self::update).
+    ///
+    /// # Cancel safety
+    /// As `execute`.
+    fn update_changed<M: Model>(
+        &self,
+        before: &M,
+        after: &M,
+    ) -> impl Future<Output = Result<bool>> + Send {
+        let key = before.key();
+        let built = model::changed_columns(before, after)
+            .and_then(|changed| model::update_sql(after, Some(&changed), Some(&key)));
+        self.__update::<M>(built, key)
+    }
+
+    #[doc(hidden)]
+    fn __update<M: Model>(
+        &self,
+        built: Result<Option<(String, crate::SqlValues)>>,
+        key: M::Key,
+    ) -> impl Future<Output = Result<bool>> + Send {
+        // Nothing to write: the row is "updated" if it exists.
+        let exists = matches!(built, Ok(None)).then(|| model::exists_sql::<M>(&key));
         async move {
             match (built?, exists) {
                 (Some((sql, values)), _) => Ok(self.__execute(sql.into(), values).await? > 0),
-                // Nothing but the key: the row is "updated" if it exists.
                 (None, Some(exists)) => {
                     let (sql, values) = exists?;
                     Ok(self
@@ -335,6 +460,60 @@ pub trait Executor: Sync {
         }
     }
 
+    /// One page of a `SELECT` (`page` counts from 0) and the number of rows
+    /// of the whole result, read in one statement and so from one snapshot
+    /// (`count(*) OVER ()` beside the page's rows). The statement's own
+    /// `LIMIT` and `OFFSET` are replaced.
+    ///
+    /// ```
+    /// # async fn demo(db: aiolite_conn::Database) -> aiolite_conn::Result<()> {
+    /// use aiolite_query::Executor;
+    /// use aiolite_query::sea_query::{Order, Query};
+    /// let mut select = Query::select();
+    /// select.columns(["id", "name"]).from("users").order_by("id", Order::Asc);
+    /// let page = db.query_page::<(i64, String)>(&select, 2, 20).await?;
+    /// println!("rows {}-{} of {}", 40, 40 + page.items.len(), page.total);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`query_all`](Self::query_all).
+    ///
+    /// # Cancel safety
+    /// As `fetch_all`: dropping the future cancels the query.
+    fn query_page<T: FromRow>(
+        &self,
+        select: &sea_query::SelectStatement,
+        page: u64,
+        per_page: u64,
+    ) -> impl Future<Output = Result<Page<T>>> + Send {
+        let (sql, values, count) = page_sql(select, page, per_page);
+        async move {
+            let mut decoder = FromRowDecoder::<T>::new();
+            let rows: Vec<(T, i64)> = self
+                .__fetch_all_with(sql.into(), values, move |row: &rusqlite::Row<'_>| {
+                    let total_at = row.as_ref().column_count() - 1;
+                    Ok((decoder.decode(row)?, row.get::<_, i64>(total_at)?))
+                })
+                .await?;
+            let total = match rows.first() {
+                Some((_, total)) => u64::try_from(*total).unwrap_or_default(),
+                None if page == 0 => 0,
+                // Past the last page: no row carries the total.
+                None => {
+                    let (sql, values) = count;
+                    let n: i64 = self.fetch_one_as(sql, values).await?;
+                    u64::try_from(n).unwrap_or_default()
+                }
+            };
+            Ok(Page {
+                items: rows.into_iter().map(|(item, _)| item).collect(),
+                total,
+                page,
+                per_page,
+            })
+        }
+    }
     /// Deletes the row with this key; `false` when there was none.
     ///
     /// # Errors
@@ -361,6 +540,64 @@ pub trait Executor: Sync {
             Ok(key)
         }
     }
+}
+
+/// One page of a query's rows, and the size of the whole result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    /// The page's rows.
+    pub items: Vec<T>,
+    /// Rows in the whole result.
+    pub total: u64,
+    /// This page's number, from 0.
+    pub page: u64,
+    /// The page size asked for.
+    pub per_page: u64,
+}
+
+impl<T> Page<T> {
+    /// How many pages the whole result makes.
+    pub fn pages(&self) -> u64 {
+        if self.per_page == 0 {
+            0
+        } else {
+            self.total.div_ceil(self.per_page)
+        }
+    }
+}
+
+/// The page query (the statement with `count(*) OVER ()` as its last column,
+/// and the page's LIMIT/OFFSET), and a count of the whole result for a page
+/// past the end. `DISTINCT` is counted over a subquery, since a window
+/// function would count the rows before DISTINCT removes any.
+fn page_sql(
+    select: &sea_query::SelectStatement,
+    page: u64,
+    per_page: u64,
+) -> (String, crate::SqlValues, (String, crate::SqlValues)) {
+    use sea_query::{Alias, Expr, Query};
+    let mut unpaged = select.clone();
+    unpaged.reset_limit().reset_offset();
+    let mut count = Query::select();
+    count
+        .expr(Expr::cust("count(*)"))
+        .from_subquery(unpaged.clone(), Alias::new("aiolite_page"));
+    let (text, _) = unpaged.to_sql();
+    let mut paged = if text.starts_with("SELECT DISTINCT") {
+        let mut outer = Query::select();
+        outer
+            .column((Alias::new("aiolite_page"), sea_query::Asterisk))
+            .from_subquery(unpaged, Alias::new("aiolite_page"));
+        outer
+    } else {
+        unpaged
+    };
+    paged
+        .expr_as(Expr::cust("count(*) OVER ()"), Alias::new("aiolite_total"))
+        .limit(per_page)
+        .offset(page.saturating_mul(per_page));
+    let (sql, values) = paged.to_sql();
+    (sql, values, count.to_sql())
 }
 
 macro_rules! forward {

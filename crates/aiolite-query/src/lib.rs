@@ -21,7 +21,7 @@ pub use aiolite_conn::{Error, ErrorKind, Result};
 pub use column::ColumnExpr;
 pub use decode::{Decode, DecodeError};
 pub use encode::Encode;
-pub use executor::Executor;
+pub use executor::{Executor, Page};
 pub use from_row::{FromRow, FromRowDecoder};
 #[cfg(feature = "serde_json")]
 pub use json::Json;
