@@ -72,22 +72,24 @@ impl RenameRule {
         })
     }
 
-    /// Applies the rule to a snake_case field name.
+    /// Applies the rule to a field's name exactly as sqlx does: `lowercase`
+    /// and `UPPERCASE` change case only, the others are heck's conversions
+    /// (`userId` is `user_id` in snake_case, `HTTPStatus` is `HTTP_STATUS`
+    /// in SCREAMING_SNAKE_CASE, a leading `_` is dropped).
     pub(crate) fn apply(self, name: &str) -> String {
+        use heck::{
+            ToKebabCase, ToLowerCamelCase, ToShoutyKebabCase, ToShoutySnakeCase, ToSnakeCase,
+            ToUpperCamelCase,
+        };
         match self {
-            RenameRule::Lower | RenameRule::Snake => name.to_lowercase(),
-            RenameRule::Upper | RenameRule::ScreamingSnake => name.to_uppercase(),
-            RenameRule::Kebab => name.replace('_', "-"),
-            RenameRule::ScreamingKebab => name.replace('_', "-").to_uppercase(),
-            RenameRule::Pascal => pascal(name),
-            RenameRule::Camel => {
-                let p = pascal(name);
-                let mut chars = p.chars();
-                match chars.next() {
-                    Some(first) => first.to_lowercase().chain(chars).collect(),
-                    None => p,
-                }
-            }
+            RenameRule::Lower => name.to_lowercase(),
+            RenameRule::Upper => name.to_uppercase(),
+            RenameRule::Snake => name.to_snake_case(),
+            RenameRule::Kebab => name.to_kebab_case(),
+            RenameRule::ScreamingSnake => name.to_shouty_snake_case(),
+            RenameRule::ScreamingKebab => name.to_shouty_kebab_case(),
+            RenameRule::Pascal => name.to_upper_camel_case(),
+            RenameRule::Camel => name.to_lower_camel_case(),
         }
     }
 }
@@ -140,8 +142,13 @@ pub(crate) struct FieldAttrs {
 const CONTAINER_KEYS: &str = "`rename_all`, `default` or `table`";
 const FIELD_KEYS: &str = "`rename`, `default`, `flatten`, `prefix`, `skip`, `try_from`, `from`, `json`, `primary_key`, `db_default` or `generated`";
 
-/// `key = "string"`, with a clear error for any other value.
-fn string_value(key: &str, value: Option<Expr>, span: Span) -> Result<LitStr, syn::Error> {
+/// `key = "string"`, with a clear error for any other value. A literal that
+/// came through a `macro_rules!` `$x:literal` arrives wrapped in an invisible
+/// group, which is looked through.
+fn string_value(key: &str, mut value: Option<Expr>, span: Span) -> Result<LitStr, syn::Error> {
+    while let Some(Expr::Group(group)) = value {
+        value = Some(*group.expr);
+    }
     match value {
         Some(Expr::Lit(ExprLit {
             lit: Lit::Str(s), ..
@@ -366,27 +373,22 @@ pub(crate) fn field(f: &Field, errors: &mut Errors) -> FieldAttrs {
 
 fn check_combinations(a: &FieldAttrs, errors: &mut Errors) {
     let json = !matches!(a.json, Json::No);
-    let conversions = [a.try_from.is_some(), a.from.is_some(), json]
-        .iter()
-        .filter(|x| **x)
-        .count();
-    if conversions > 1 {
-        let span = a
-            .try_from
-            .as_ref()
-            .map_or_else(Span::call_site, Spanned::span);
+    // As sqlx: `try_from` may go with `json` (the JSON is read as the source
+    // type, then converted); `from` stands alone.
+    if a.from.is_some() && (a.try_from.is_some() || json) {
+        let span = a.from.as_ref().map_or_else(Span::call_site, Spanned::span);
         errors.push(
             Scope::FromRow,
             span,
-            "use one of `try_from`, `from` and `json` on a field",
+            "`from` cannot be combined with `try_from` or `json` (use `try_from` with `json`)",
         );
     }
     if let Some(span) = a.flatten {
-        if a.rename.is_some() || conversions > 0 || a.default {
+        if a.rename.is_some() || a.from.is_some() || json {
             errors.push(
                 Scope::FromRow,
                 span,
-                "`flatten` reads a nested FromRow type: it cannot be combined with `rename`, `default`, `try_from`, `from` or `json` (use `prefix = \"...\"` for its columns)",
+                "`flatten` reads a nested FromRow type: it cannot be combined with `rename`, `from` or `json` (use `prefix = \"...\"` for its columns; `default` and `try_from` are allowed)",
             );
         }
         if a.skip.is_some() {

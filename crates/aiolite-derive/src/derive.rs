@@ -61,15 +61,71 @@ fn parse(input: &DeriveInput) -> Parsed {
     }
 }
 
+/// `struct Point(i64, i64)`: the first columns by position, as sqlx reads a
+/// tuple struct.
+fn tuple_from_row(input: &DeriveInput, fields: &syn::FieldsUnnamed) -> TokenStream {
+    let name = &input.ident;
+    let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
+    let mut errors = Errors::default();
+    for f in &fields.unnamed {
+        if let Some(attr) = f.attrs.iter().find(|a| a.path().is_ident("aiolite")) {
+            errors.push(
+                Scope::FromRow,
+                attr.span(),
+                "a tuple struct reads its columns by position: its fields take no aiolite attributes (name the fields to use them)",
+            );
+        }
+    }
+    if let Some(e) = errors.take(Scope::FromRow) {
+        return e.into_compile_error();
+    }
+    let count = fields.unnamed.len();
+    let reads = fields.unnamed.iter().enumerate().map(|(i, f)| {
+        let ty = &f.ty;
+        let label = format!("{name}.{i}");
+        quote_spanned! {ty.span()=>
+            ::aiolite::__private::get::<#ty>(row, ::core::option::Option::Some(#i), #label)?
+        }
+    });
+    let indexes = 0..count;
+    quote! {
+        #[automatically_derived]
+        impl #impl_generics ::aiolite::FromRow for #name #ty_generics #where_clause {
+            type Plan = ();
+
+            fn plan(stmt: &::aiolite::rusqlite::Statement<'_>, _: &str) -> ::aiolite::Result<()> {
+                ::aiolite::__private::width(stmt, #count)
+            }
+
+            #[inline]
+            fn from_row(row: &::aiolite::rusqlite::Row<'_>, _: &()) -> ::aiolite::Result<Self> {
+                ::core::result::Result::Ok(Self(#(#reads,)*))
+            }
+
+            fn is_null(row: &::aiolite::rusqlite::Row<'_>, _: &()) -> bool {
+                true #(&& ::aiolite::__private::is_null(row, ::core::option::Option::Some(#indexes)))*
+            }
+        }
+    }
+}
+
 pub(crate) fn from_row(input: &DeriveInput) -> TokenStream {
+    if let Data::Struct(syn::DataStruct {
+        fields: Fields::Unnamed(fields),
+        ..
+    }) = &input.data
+    {
+        return tuple_from_row(input, fields);
+    }
     let p = parse(input);
     if let Some(e) = p.errors.take(Scope::FromRow) {
         return e.into_compile_error();
     }
     let name = &input.ident;
     // Each flattened type must be FromRow: said once, as a bound spanned on
-    // the field's type, so a type that is not gives one error there (inside
-    // the impl the bound is assumed, and nothing else complains).
+    // the type it is read as (the field's, or its `try_from` source), so a
+    // type that is not gives one error there.
+    let flat_source = |f: &FieldInfo| f.attrs.try_from.clone().unwrap_or_else(|| f.ty.clone());
     let mut generics = input.generics.clone();
     {
         let where_clause = generics.make_where_clause();
@@ -78,7 +134,7 @@ pub(crate) fn from_row(input: &DeriveInput) -> TokenStream {
             .iter()
             .filter(|f| f.attrs.flatten.is_some() && f.attrs.skip.is_none())
         {
-            let ty = &f.ty;
+            let ty = flat_source(f);
             where_clause
                 .predicates
                 .push(syn::parse_quote_spanned! {ty.span()=> #ty: ::aiolite::FromRow });
@@ -89,23 +145,29 @@ pub(crate) fn from_row(input: &DeriveInput) -> TokenStream {
     let mut columns = Vec::new(); // plan.0 entries
     let mut nested_plans = Vec::new(); // plan.1.. types and builders
     let mut nested_null = Vec::new();
+    let mut nested_gaps = Vec::new(); // a defaulted flatten field whose columns are missing
     let mut with_default = Vec::new(); // field values when the struct's Default fills gaps
     let mut without_default = Vec::new();
     let mut any_skip = false;
+    let default_of = |ident: &Ident| {
+        if p.container.default {
+            let d = format_ident!("__aiolite_d_{}", ident.to_string().trim_start_matches("r#"));
+            quote! { #d }
+        } else {
+            quote! { ::core::default::Default::default() }
+        }
+    };
 
     for f in &p.fields {
         let ident = &f.ident;
         let ty = &f.ty;
         let a = &f.attrs;
-        let label = format!("{name}.{}", ident.to_string().trim_start_matches("r#"));
+        let field_name = ident.to_string().trim_start_matches("r#").to_owned();
+        let label = format!("{name}.{field_name}");
         if a.skip.is_some() {
             any_skip = true;
-            let d = format_ident!("__aiolite_d_{}", ident.to_string().trim_start_matches("r#"));
-            if p.container.default {
-                with_default.push(quote! { #ident: #d });
-            } else {
-                with_default.push(quote! { #ident: ::core::default::Default::default() });
-            }
+            let d = default_of(ident);
+            with_default.push(quote! { #ident: #d });
             without_default.push(quote! { #ident: ::core::default::Default::default() });
             continue;
         }
@@ -115,19 +177,74 @@ pub(crate) fn from_row(input: &DeriveInput) -> TokenStream {
                 .prefix
                 .as_ref()
                 .map_or_else(String::new, syn::LitStr::value);
-            // Spanned on the field's type: a type that is not FromRow is
+            let source = flat_source(f);
+            let defaulted = a.default || p.container.default;
+            // Spanned on the type read: a type that is not FromRow is
             // reported there.
-            let as_from_row = quote_spanned! {ty.span()=> <#ty as ::aiolite::FromRow> };
+            let as_from_row = quote_spanned! {source.span()=> <#source as ::aiolite::FromRow> };
+            let build = quote_spanned! {source.span()=>
+                #as_from_row::plan(stmt, &::aiolite::__private::join(prefix, #prefix))
+            };
+            // A defaulted flatten field whose columns are missing takes its
+            // default, as sqlx's ColumnNotFound fallback does.
+            let build = if defaulted {
+                quote! { ::aiolite::__private::optional_plan(#build)? }
+            } else {
+                quote! { ::core::option::Option::Some(#build?) }
+            };
             nested_plans.push((
-                quote_spanned! {ty.span()=> #as_from_row::Plan },
-                quote_spanned! {ty.span()=>
-                    #as_from_row::plan(stmt, &::aiolite::__private::join(prefix, #prefix))?
-                },
+                quote_spanned! {source.span()=> ::core::option::Option<#as_from_row::Plan> },
+                build,
             ));
-            nested_null.push(quote_spanned! {ty.span()=> #as_from_row::is_null(row, &plan.#k) });
-            let value = quote_spanned! {ty.span()=> #as_from_row::from_row(row, &plan.#k)? };
-            with_default.push(quote! { #ident: #value });
-            without_default.push(quote! { #ident: #value });
+            nested_null.push(quote_spanned! {source.span()=>
+                plan.#k.as_ref().is_none_or(|p| #as_from_row::is_null(row, p))
+            });
+            if defaulted {
+                nested_gaps.push(quote! { plan.#k.is_none() });
+            }
+            let read = quote_spanned! {source.span()=>
+                #as_from_row::from_row(row, p).map_err(|e| ::aiolite::__private::nested(e, #label))?
+            };
+            let read = if a.try_from.is_some() {
+                quote_spanned! {ty.span()=>
+                    ::aiolite::__private::convert::<_, #ty>(#read, #label)?
+                }
+            } else {
+                read
+            };
+            // The plan of a flatten field without a default is always
+            // there (its absence fails `plan`): no `Default` bound for it.
+            let not_found = quote! {
+                return ::core::result::Result::Err(::aiolite::Error::ColumnNotFound(
+                    ::std::string::String::from(#label),
+                ))
+            };
+            let missing = if !defaulted {
+                not_found.clone()
+            } else if p.container.default {
+                default_of(ident)
+            } else {
+                quote! { ::core::default::Default::default() }
+            };
+            with_default.push(quote! {
+                #ident: match &plan.#k {
+                    ::core::option::Option::Some(p) => #read,
+                    ::core::option::Option::None => #missing,
+                }
+            });
+            // Used only for a row without gaps, where every plan is there
+            // (and the struct's default is not bound).
+            let missing = if p.container.default {
+                not_found
+            } else {
+                missing
+            };
+            without_default.push(quote! {
+                #ident: match &plan.#k {
+                    ::core::option::Option::Some(p) => #read,
+                    ::core::option::Option::None => #missing,
+                }
+            });
             continue;
         }
         let k = columns.len();
@@ -136,12 +253,27 @@ pub(crate) fn from_row(input: &DeriveInput) -> TokenStream {
         columns.push(quote! { ::aiolite::__private::column(stmt, prefix, #column, #optional)? });
         let index = quote! { plan.0[#k] };
         let read = match (&a.json, &a.try_from, &a.from) {
-            (Json::Yes, _, _) => quote_spanned! {ty.span()=>
+            (Json::Yes, Some(source), _) => quote_spanned! {ty.span()=>
+                ::aiolite::__private::convert::<#source, #ty>(
+                    ::aiolite::__private::get::<::aiolite::Json<#source>>(row, #index, #label)?.0,
+                    #label,
+                )?
+            },
+            (Json::Nullable, Some(source), _) => quote_spanned! {ty.span()=>
+                match ::aiolite::__private::get::<::core::option::Option<::aiolite::Json<::core::option::Option<#source>>>>(row, #index, #label)?
+                    .and_then(|__aiolite_json| __aiolite_json.0)
+                {
+                    ::core::option::Option::Some(v) => ::core::option::Option::Some(::aiolite::__private::convert(v, #label)?),
+                    ::core::option::Option::None => ::core::option::Option::None,
+                }
+            },
+            (Json::Yes, None, _) => quote_spanned! {ty.span()=>
                 ::aiolite::__private::get::<::aiolite::Json<#ty>>(row, #index, #label)?.0
             },
-            (Json::Nullable, _, _) => quote_spanned! {ty.span()=>
+            // SQL NULL and the JSON text `null` are both None.
+            (Json::Nullable, None, _) => quote_spanned! {ty.span()=>
                 ::aiolite::__private::get::<::core::option::Option<::aiolite::Json<_>>>(row, #index, #label)?
-                    .map(|__aiolite_json| __aiolite_json.0)
+                    .and_then(|__aiolite_json| __aiolite_json.0)
             },
             (Json::No, Some(source), _) => quote_spanned! {ty.span()=>
                 ::aiolite::__private::try_get::<#source, #ty>(row, #index, #label)?
@@ -155,19 +287,17 @@ pub(crate) fn from_row(input: &DeriveInput) -> TokenStream {
                 ::aiolite::__private::get::<#ty>(row, #index, #label)?
             },
         };
-        if p.container.default {
-            let d = format_ident!("__aiolite_d_{}", ident.to_string().trim_start_matches("r#"));
+        if p.container.default || a.default {
+            let d = default_of(ident);
+            let d = if a.default && !p.container.default {
+                quote! { ::core::default::Default::default() }
+            } else {
+                d
+            };
             with_default.push(quote! {
                 #ident: match #index {
                     ::core::option::Option::Some(_) => #read,
                     ::core::option::Option::None => #d,
-                }
-            });
-        } else if a.default {
-            with_default.push(quote! {
-                #ident: match #index {
-                    ::core::option::Option::Some(_) => #read,
-                    ::core::option::Option::None => ::core::default::Default::default(),
                 }
             });
         } else {
@@ -177,19 +307,16 @@ pub(crate) fn from_row(input: &DeriveInput) -> TokenStream {
     }
 
     let body = if p.container.default {
-        // Gaps (missing columns, skipped fields) take the struct's own
-        // `Default`, as in sqlx; built only for rows of a plan with gaps.
-        let bindings = p
-            .fields
-            .iter()
-            .filter(|f| f.attrs.flatten.is_none())
-            .map(|f| {
-                let ident = &f.ident;
-                let d = format_ident!("__aiolite_d_{}", ident.to_string().trim_start_matches("r#"));
-                quote! { #ident: #d }
-            });
+        // Gaps (missing columns, skipped fields, a flattened type whose
+        // columns are missing) take the struct's own `Default`, as in sqlx;
+        // built only for rows of a plan with gaps.
+        let bindings = p.fields.iter().map(|f| {
+            let ident = &f.ident;
+            let d = format_ident!("__aiolite_d_{}", ident.to_string().trim_start_matches("r#"));
+            quote! { #ident: #d }
+        });
         quote! {
-            if #any_skip || plan.0.iter().any(::core::option::Option::is_none) {
+            if #any_skip || plan.0.iter().any(::core::option::Option::is_none) #(|| #nested_gaps)* {
                 #[allow(unused_variables)]
                 let Self { #(#bindings,)* .. } = <Self as ::core::default::Default>::default();
                 ::core::result::Result::Ok(Self { #(#with_default,)* })

@@ -18,18 +18,23 @@ use syn::{parse_macro_input, LitStr};
 ///
 /// | where | attribute | effect |
 /// |---|---|---|
-/// | struct | `rename_all = "camelCase"` | column names from field names: `lowercase`, `UPPERCASE`, `snake_case`, `kebab-case`, `camelCase`, `PascalCase`, `SCREAMING_SNAKE_CASE`, `SCREAMING-KEBAB-CASE` |
-/// | struct | `default` | a missing column takes its field from the struct's `Default` |
+/// | struct | `rename_all = "camelCase"` | column names from field names, by sqlx's rules (heck's conversions; `lowercase` and `UPPERCASE` change case only): `lowercase`, `UPPERCASE`, `snake_case`, `kebab-case`, `camelCase`, `PascalCase`, `SCREAMING_SNAKE_CASE`, `SCREAMING-KEBAB-CASE` |
+/// | struct | `default` | a missing column (or a flattened type's missing columns) takes its field from the struct's `Default` |
 /// | field | `rename = "col"` | read column `col` |
-/// | field | `default` | a missing column gives `Default::default()` |
-/// | field | `flatten`, `prefix = "p_"` | a nested `FromRow` type reading columns `p_...`; as `Option<T>`, `None` when all of them are NULL |
+/// | field | `default` | a missing column gives `Default::default()`; on a `flatten` field, when its columns are missing |
+/// | field | `flatten`, `prefix = "p_"` | a nested `FromRow` type reading columns `p_...`; as `Option<T>`, `None` when all of them are NULL; with `try_from = "T"`, read as `T` and converted |
 /// | field | `skip` | not read; `Default::default()` |
 /// | field | `try_from = "i64"` / `from = "i64"` | read an `i64`, then convert with `TryFrom` / `From` |
-/// | field | `json` / `json(nullable)` | JSON text into any `Deserialize` type (`serde_json` feature); `nullable`: NULL is `None` |
+/// | field | `json` / `json(nullable)` | JSON text into any `Deserialize` type (`serde_json` feature); `nullable`: SQL NULL and the JSON `null` are `None`; with `try_from = "T"`, the JSON is read as `T` and converted |
 ///
-/// A decode failure names the field (`User.age`), the column, the Rust type
-/// and what SQLite had. Every misused attribute is a compile error at its
-/// span, all of them in one compile. The README has a compiled example.
+/// A tuple struct (`struct Point(i64, i64)`) reads the first columns by
+/// position. Attribute values may come through a `macro_rules!` `$x:literal`.
+///
+/// A decode failure names the field path (`User.age`, `Post.author.name` in
+/// a flattened field), the column, the Rust type and what SQLite had (with
+/// the value, for a failed `try_from`). Every misused attribute is a compile
+/// error at its span, all of them in one compile. The README has a compiled
+/// example.
 #[proc_macro_derive(FromRow, attributes(aiolite))]
 pub fn derive_from_row(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as syn::DeriveInput);

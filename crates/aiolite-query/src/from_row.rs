@@ -358,7 +358,8 @@ pub mod __private {
     }
 
     /// Reads a column as `S`, then converts it with `TryFrom`; a failed
-    /// conversion is a decode error of the field.
+    /// conversion is a decode error of the field that shows the value
+    /// (`INTEGER 300 (out of range ...)`).
     #[inline]
     pub fn try_get<S: Decode, T: TryFrom<S>>(
         row: &rusqlite::Row<'_>,
@@ -372,11 +373,88 @@ pub mod __private {
         T::try_from(source).map_err(|e| {
             let i = index.unwrap_or_default();
             let found = match row.get_ref(i) {
-                Ok(v) => format!("{} ({e})", crate::decode::storage_class(v)),
+                Ok(v) => format!("{} ({e})", shown(v)),
                 Err(_) => e.to_string(),
             };
             super::decode_error::<T>(row, i, Some(field), found)
         })
+    }
+
+    /// A stored value as an error shows it: its class and the value, long
+    /// text and blobs shortened.
+    fn shown(value: rusqlite::types::ValueRef<'_>) -> String {
+        use rusqlite::types::ValueRef;
+        match value {
+            ValueRef::Null => "NULL".to_owned(),
+            ValueRef::Integer(i) => format!("INTEGER {i}"),
+            ValueRef::Real(f) => format!("REAL {f:?}"),
+            ValueRef::Text(t) => {
+                let text = String::from_utf8_lossy(t);
+                match text.char_indices().nth(40) {
+                    Some((cut, _)) => format!("TEXT {:?}...", &text[..cut]),
+                    None => format!("TEXT {text:?}"),
+                }
+            }
+            ValueRef::Blob(b) => format!("BLOB of {} bytes", b.len()),
+        }
+    }
+
+    /// Converts a value read for a field (a flattened struct, JSON) with
+    /// `TryFrom`; a failure is a decode error of the field.
+    #[inline]
+    pub fn convert<S, T: TryFrom<S>>(source: S, field: &'static str) -> Result<T>
+    where
+        T::Error: Display,
+    {
+        T::try_from(source).map_err(|e| Error::Decode {
+            index: 0,
+            column: "(the field's columns)".to_owned(),
+            field: Some(field.to_owned()),
+            expected: std::any::type_name::<T>(),
+            found: e.to_string(),
+        })
+    }
+
+    /// A nested type's error, with the field path from the outer struct:
+    /// `Author.name` read for `Post.author` becomes `Post.author.name`.
+    pub fn nested(e: Error, outer: &'static str) -> Error {
+        match e {
+            Error::Decode {
+                index,
+                column,
+                field,
+                expected,
+                found,
+            } => {
+                let path = match field.as_deref().and_then(|f| f.split_once('.')) {
+                    Some((_, rest)) => format!("{outer}.{rest}"),
+                    None => outer.to_owned(),
+                };
+                Error::Decode {
+                    index,
+                    column,
+                    field: Some(path),
+                    expected,
+                    found,
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// A flattened type's plan, or `None` when its columns are missing (the
+    /// field then takes its default, as sqlx falls back on ColumnNotFound).
+    pub fn optional_plan<P>(plan: Result<P>) -> Result<Option<P>> {
+        match plan {
+            Ok(p) => Ok(Some(p)),
+            Err(Error::ColumnNotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A tuple struct's check that the row has its columns.
+    pub fn width(stmt: &Statement<'_>, needed: usize) -> Result<()> {
+        super::check_width(stmt, needed)
     }
 
     /// Whether a planned column is NULL (a missing one counts as NULL).
