@@ -263,3 +263,173 @@ async fn only_a_negative_zero_differs_from_python() {
         .expect("real");
     assert!(sign.is_sign_negative(), "SQLite parses -0.0 with its sign");
 }
+
+/// A database built with plain rusqlite, as other tools leave them: foreign
+/// keys on, SQLite's legacy double-quoted strings accepted.
+fn legacy_source(path: &std::path::Path, script: &str) {
+    use rusqlite::config::DbConfig;
+    let conn = rusqlite::Connection::open(path).expect("open");
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DQS_DDL, true)
+        .expect("dqs");
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DQS_DML, true)
+        .expect("dqs");
+    conn.execute_batch("PRAGMA foreign_keys = ON").expect("fk");
+    conn.execute_batch(script).expect("source");
+}
+
+/// Reported: under aiolite's defaults (foreign keys on, legacy quoting
+/// off) a dump whose child table sorts before its parent, or whose schema
+/// uses `""`, did not restore, where Python's restore works.
+#[tokio::test]
+async fn restore_dump_restores_under_aiolite_defaults() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("legacy.db");
+    legacy_source(
+        &path,
+        r#"CREATE TABLE authors(id INTEGER PRIMARY KEY, name TEXT CHECK (name <> ""));
+           CREATE TABLE books(id INTEGER PRIMARY KEY, author INTEGER REFERENCES authors(id));
+           INSERT INTO authors VALUES (1, 'Ann');
+           INSERT INTO books VALUES (10, 1);"#,
+    );
+    let source = Connection::open(&path).await.expect("open");
+    let script = dump_text(&source).await;
+    assert!(script.contains(r#"CHECK (name <> "")"#), "{script}");
+
+    let plain = Connection::open_in_memory().await.expect("open");
+    let err = plain
+        .execute_script(script.clone())
+        .await
+        .expect_err("execute_script under the defaults");
+    assert!(err.to_string().contains("no such column"), "{err}");
+
+    let copy = Connection::open_in_memory().await.expect("open");
+    copy.restore_dump(script.clone())
+        .await
+        .expect("restore_dump");
+    assert_eq!(dump_text(&copy).await, script);
+    // The connection's settings are back: foreign keys on, `""` refused.
+    assert_eq!(common_scalar(&copy, "PRAGMA foreign_keys").await, 1);
+    let err = copy
+        .execute("CREATE TABLE later(s TEXT CHECK (s <> \"\"))", ())
+        .await
+        .expect_err("legacy quoting is off again");
+    assert!(err.to_string().contains("no such column"), "{err}");
+    source.close().await.expect("close");
+}
+
+async fn common_scalar(conn: &Connection, sql: &str) -> i64 {
+    conn.fetch_one(sql.to_owned(), ())
+        .await
+        .expect(sql)
+        .get(0)
+        .expect("integer")
+}
+
+#[tokio::test]
+async fn a_child_table_that_sorts_before_its_parent_restores() {
+    let conn = Connection::open_in_memory().await.expect("open");
+    conn.execute_script(
+        "CREATE TABLE a_child(id INTEGER PRIMARY KEY, parent INTEGER NOT NULL REFERENCES z_parent(id));
+         CREATE TABLE z_parent(id INTEGER PRIMARY KEY);
+         INSERT INTO z_parent VALUES (1), (2);
+         INSERT INTO a_child VALUES (1, 2), (2, 1);",
+    )
+    .await
+    .expect("source");
+    let script = dump_text(&conn).await;
+    let plain = Connection::open_in_memory().await.expect("open");
+    let err = plain
+        .execute_script(script.clone())
+        .await
+        .expect_err("row by row, the parent is not there yet");
+    assert!(err.to_string().contains("no such table"), "{err}");
+    let copy = Connection::open_in_memory().await.expect("open");
+    copy.restore_dump(script.clone())
+        .await
+        .expect("restore_dump");
+    assert_eq!(dump_text(&copy).await, script);
+
+    // Rows that break a foreign key: an error naming it, nothing restored.
+    let broken = script.replace("VALUES(1,2)", "VALUES(1,99)");
+    let other = Connection::open_in_memory().await.expect("open");
+    let err = other.restore_dump(broken).await.expect_err("violation");
+    assert!(err.is_foreign_key_violation(), "{err:?}");
+    assert!(err.to_string().contains("a_child"), "{err}");
+    assert_eq!(
+        common_scalar(&other, "SELECT count(*) FROM sqlite_schema").await,
+        0,
+        "all or nothing"
+    );
+    // Inside a transaction it refuses, rather than commit the caller's work.
+    other.execute_script("BEGIN").await.expect("begin");
+    let err = other
+        .restore_dump(script.clone())
+        .await
+        .expect_err("in a transaction");
+    assert!(
+        matches!(err, aiolite::Error::TransactionControl(_)),
+        "{err:?}"
+    );
+    other.execute_script("ROLLBACK").await.expect("rollback");
+    let dir = tempfile::tempdir().expect("dir");
+    let db = aiolite::Database::open(dir.path().join("p.db"))
+        .await
+        .expect("pool");
+    db.restore_dump(script).await.expect("on a pool's writer");
+    assert_eq!(
+        common_scalar(db.on_reader(), "SELECT count(*) FROM a_child").await,
+        2
+    );
+    db.close().await.expect("close");
+}
+
+/// Reported: text after a NUL was lost (Python loses it too), and a REAL
+/// `sqlite_sequence` counter was written `5` where Python writes `5.0`.
+#[tokio::test]
+async fn nul_text_and_real_counters_survive() {
+    let conn = Connection::open_in_memory().await.expect("open");
+    conn.execute_script(
+        "CREATE TABLE t(id INTEGER PRIMARY KEY AUTOINCREMENT, s TEXT, x);
+         INSERT INTO t(s, x) VALUES ('a' || char(0) || 'b', 'plain'), (char(0), 'c' || char(0));
+         UPDATE sqlite_sequence SET seq = 5.0 WHERE name = 't';",
+    )
+    .await
+    .expect("source");
+    let script = dump_text(&conn).await;
+    assert!(
+        script.contains(r#"INSERT INTO "t" VALUES(1,CAST(X'610062' AS TEXT),'plain');"#),
+        "{script}"
+    );
+    assert!(
+        script.contains(r#"INSERT INTO "sqlite_sequence" VALUES('t',5.0);"#),
+        "{script}"
+    );
+    let copy = Connection::open_in_memory().await.expect("open");
+    copy.restore_dump(script.clone()).await.expect("restore");
+    let read = "SELECT hex(s), typeof(s), hex(x), typeof(x) FROM t ORDER BY id";
+    let rows = |c: &Connection| {
+        let c = c.clone();
+        async move {
+            c.fetch_all(read, ())
+                .await
+                .expect("rows")
+                .iter()
+                .map(|r| {
+                    (0..4)
+                        .map(|i| r.get::<String, _>(i).expect("text"))
+                        .collect::<Vec<_>>()
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(rows(&copy).await, rows(&conn).await);
+    assert_eq!(
+        copy.fetch_one("SELECT typeof(seq) FROM sqlite_sequence", ())
+            .await
+            .expect("seq")
+            .get::<String, _>(0)
+            .expect("text"),
+        "real"
+    );
+    assert_eq!(dump_text(&copy).await, script);
+}

@@ -585,4 +585,16 @@ impl Database {
     pub fn dump(&self) -> crate::Dump {
         self.on_reader().dump()
     }
+
+    /// [`Connection::restore_dump`] on the writer; readers see the restored
+    /// database once it commits.
+    ///
+    /// # Errors
+    /// As [`Connection::restore_dump`].
+    ///
+    /// # Cancel safety
+    /// As [`Connection::restore_dump`].
+    pub async fn restore_dump(&self, script: impl Into<String>) -> Result<()> {
+        self.on_writer().restore_dump(script).await
+    }
 }

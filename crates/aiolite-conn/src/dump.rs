@@ -81,14 +81,66 @@ fn cell<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> rusqlite::Result<&'r str> {
     }
 }
 
-/// Python's `str()` of a value, for the `sqlite_sequence` lines.
-fn python_str(v: &Value) -> String {
+/// A `sqlite_sequence` counter as Python writes it (its `str()`), where that
+/// is SQL: an integer, or a REAL in Python's float repr (`5.0`, `1e+16`).
+/// Counters Python would write as broken SQL (`None`, text, bytes) are
+/// written as SQL literals instead.
+fn sequence_value(v: &Value) -> String {
     match v {
-        Value::Null => "None".to_owned(),
+        Value::Null => "NULL".to_owned(),
         Value::Integer(i) => i.to_string(),
-        Value::Real(f) => f.to_string(),
-        Value::Text(s) => s.clone(),
-        Value::Blob(b) => format!("{b:?}"),
+        // Python writes `inf`, which SQL reads as a name.
+        Value::Real(f) if f.is_infinite() => if *f > 0.0 { "9e999" } else { "-9e999" }.to_owned(),
+        Value::Real(f) => python_float(*f),
+        Value::Text(s) => format!("'{}'", s.replace('\'', "''")),
+        Value::Blob(b) => {
+            let hex: String = b.iter().map(|byte| format!("{byte:02X}")).collect();
+            format!("X'{hex}'")
+        }
+    }
+}
+
+/// Python's `repr()` of a float: the shortest digits that round-trip, in
+/// positional form for exponents from -4 to 15 (`5.0`, `0.0001`), else
+/// scientific with a signed, two-digit exponent (`1e+16`, `1.5e-07`).
+fn python_float(f: f64) -> String {
+    if f.is_nan() {
+        return "nan".to_owned();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 { "inf" } else { "-inf" }.to_owned();
+    }
+    // `{:e}` gives the shortest round-trip digits: `-1.2345e-7`.
+    let sci = format!("{f:e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let (sign, mantissa) = match mantissa.strip_prefix('-') {
+        Some(m) => ("-", m),
+        None => ("", mantissa),
+    };
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    if (-4..16).contains(&exp) {
+        // Digits before the decimal point (none or negative: leading zeros).
+        let point = exp + 1;
+        let text = if point <= 0 {
+            format!("0.{}{digits}", "0".repeat(point.unsigned_abs() as usize))
+        } else if point.unsigned_abs() as usize >= digits.len() {
+            let zeros = point.unsigned_abs() as usize - digits.len();
+            format!("{digits}{}.0", "0".repeat(zeros))
+        } else {
+            let (int, frac) = digits.split_at(point.unsigned_abs() as usize);
+            format!("{int}.{frac}")
+        };
+        format!("{sign}{text}")
+    } else {
+        let (first, rest) = digits.split_at(1.min(digits.len()));
+        let mantissa = if rest.is_empty() {
+            first.to_owned()
+        } else {
+            format!("{first}.{rest}")
+        };
+        let exp_sign = if exp < 0 { '-' } else { '+' };
+        format!("{sign}{mantissa}e{exp_sign}{:02}", exp.unsigned_abs())
     }
 }
 
@@ -144,9 +196,9 @@ impl State {
             self.sequence
                 .push(r#"DELETE FROM "sqlite_sequence";"#.to_owned());
             for row in rows {
-                let cells: Vec<String> = row.iter().map(python_str).collect();
-                let (table, seq) = match &cells[..] {
-                    [t, s, ..] => (t.as_str(), s.as_str()),
+                let cells: Vec<String> = row.iter().map(sequence_value).collect();
+                let (table, seq) = match (&row[..], &cells[..]) {
+                    ([Value::Text(t), ..], [_, s, ..]) => (t.as_str(), s.as_str()),
                     _ => continue,
                 };
                 // As below, a `'` in the name is doubled where Python breaks.
@@ -184,14 +236,16 @@ impl State {
             .await?;
         // Python builds each line in SQL from `quote()` of every column.
         // aiolite asks SQLite for the same `quote()` texts and joins them
-        // here, so that the one value `quote()` cannot write comes back raw:
-        // a REAL zero, whose sign `quote()` drops (-0.0 is written `0.0`).
+        // here, except for the two values `quote()` writes lossily: a REAL
+        // zero comes back raw (`quote()` drops the sign of -0.0), and a text
+        // holding a NUL is written `CAST(X'..' AS TEXT)` (`quote()` stops at
+        // the NUL).
         let cells = columns
             .iter()
             .map(|c| {
                 let c = ident(c);
                 format!(
-                    r#"CASE WHEN typeof("{c}") = 'real' AND "{c}" = 0 THEN "{c}" ELSE quote("{c}") END"#
+                    r#"CASE WHEN typeof("{c}") = 'real' AND "{c}" = 0 THEN "{c}" WHEN typeof("{c}") = 'text' AND instr("{c}", char(0)) > 0 THEN 'CAST(X''' || hex("{c}") || ''' AS TEXT)' ELSE quote("{c}") END"#
                 )
             })
             .collect::<Vec<_>>()
@@ -269,10 +323,145 @@ impl State {
     }
 }
 
+/// Runs a dump (`BEGIN TRANSACTION; ... COMMIT;`, from [`Connection::dump`]
+/// or Python's `iterdump()`) in one transaction of its own, with the two
+/// settings aiolite turns on that a dump does not survive relaxed for the
+/// script only:
+/// - foreign keys: a dump creates tables in name order, so a child can come
+///   before its parent. They are off while the script runs and checked with
+///   `PRAGMA foreign_key_check` before COMMIT (when the connection enforces
+///   them): a violation rolls the whole restore back.
+/// - double-quoted string literals (SQLite's legacy `"..."` strings, off on
+///   aiolite connections): a schema written with them (`CHECK (s <> "")`)
+///   is accepted again, as the database that held it accepted it.
+pub(crate) fn restore(conn: &rusqlite::Connection, script: &str) -> Result<()> {
+    use rusqlite::config::DbConfig;
+    if !conn.is_autocommit() {
+        return Err(Error::TransactionControl(
+            "restore_dump runs its own transaction: commit or roll back the open one first",
+        ));
+    }
+    let trimmed = script.trim();
+    let body = trimmed
+        .strip_prefix("BEGIN TRANSACTION;")
+        .and_then(|rest| rest.strip_suffix("COMMIT;"))
+        .unwrap_or(trimmed);
+    let enforced: bool = conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?;
+    let ddl = conn.db_config(DbConfig::SQLITE_DBCONFIG_DQS_DDL)?;
+    let dml = conn.db_config(DbConfig::SQLITE_DBCONFIG_DQS_DML)?;
+    conn.execute_batch("PRAGMA foreign_keys = OFF")?;
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DQS_DDL, true)?;
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DQS_DML, true)?;
+    let restored = (|| {
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        conn.execute_batch(body)
+            .map_err(|e| Error::with_sql(e, body))?;
+        if enforced {
+            check_foreign_keys(conn)?;
+        }
+        conn.execute_batch("COMMIT")?;
+        Ok(())
+    })();
+    if restored.is_err() && !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    // The connection's own settings come back whatever happened.
+    let put_back = (|| -> Result<()> {
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DQS_DDL, ddl)?;
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DQS_DML, dml)?;
+        if enforced {
+            conn.execute_batch("PRAGMA foreign_keys = ON")?;
+        }
+        Ok(())
+    })();
+    restored.and(put_back)
+}
+
+/// `PRAGMA foreign_key_check`, as an error naming the first violation.
+fn check_foreign_keys(conn: &rusqlite::Connection) -> Result<()> {
+    let mut stmt = conn.prepare("PRAGMA foreign_key_check")?;
+    let violations: Vec<(String, Option<i64>, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let Some((table, rowid, parent)) = violations.first() else {
+        return Ok(());
+    };
+    let row = rowid.map_or_else(|| "a row".to_owned(), |r| format!("rowid {r}"));
+    Err(Error::Sqlite {
+        code: rusqlite::ErrorCode::ConstraintViolation,
+        extended_code: rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY,
+        message: format!(
+            "the dump breaks {} foreign key reference(s), first {row} of {table:?} to {parent:?}; nothing was restored (restore it on a connection with foreign_keys(false) to keep the rows as they are)",
+            violations.len()
+        ),
+        sql: None,
+    })
+}
+
 impl Connection {
+    /// Rebuilds a database from a dump ([`dump`](Connection::dump)'s lines
+    /// joined with newlines, or Python's `iterdump()`) on this connection,
+    /// in one transaction: all of it or none. Unlike `execute_script`, it
+    /// restores every dump under aiolite's defaults: foreign keys are
+    /// checked once, at the end, rather than row by row (a dump creates
+    /// tables in name order, children before parents), and a schema written
+    /// with SQLite's legacy double-quoted strings is accepted. Both
+    /// settings are back as they were when it returns.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> aiolite_conn::Result<()> {
+    /// use futures_util::TryStreamExt;
+    ///
+    /// let source = aiolite_conn::Connection::open_in_memory().await?;
+    /// source.execute_script(
+    ///     "CREATE TABLE posts(id INTEGER PRIMARY KEY, author INTEGER REFERENCES authors(id));
+    ///      CREATE TABLE authors(id INTEGER PRIMARY KEY);
+    ///      INSERT INTO authors VALUES (1); INSERT INTO posts VALUES (10, 1);",
+    /// ).await?;
+    /// let script = source.dump().try_collect::<Vec<String>>().await?.join("\n");
+    /// let copy = aiolite_conn::Connection::open_in_memory().await?;
+    /// copy.restore_dump(script).await?; // "posts" sorts before "authors"
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// SQLite's error for a statement of the script, or a foreign key
+    /// violation the restored rows hold (then nothing is restored);
+    /// [`Error::TransactionControl`] inside a transaction.
+    ///
+    /// # Cancel safety
+    /// Once the worker starts it, the restore completes or rolls back whole.
+    pub async fn restore_dump(&self, script: impl Into<String>) -> Result<()> {
+        let script = script.into();
+        self.channel()
+            .run(move |w| {
+                crate::worker::check_nul(&script)?;
+                let restored = restore(&w.conn, &script);
+                w.note_schema(None);
+                restored
+            })
+            .await
+    }
+
     /// The database as SQL text, one statement per item: line for line what
-    /// Python 3.11's `Connection.iterdump()` gives (aiosqlite's `iterdump`),
-    /// so `execute_script` of the lines joined with newlines rebuilds it.
+    /// Python 3.11's `Connection.iterdump()` gives (aiosqlite's `iterdump`)
+    /// wherever Python's text restores the same value. Restore it with
+    /// [`restore_dump`](Connection::restore_dump), which works under
+    /// aiolite's defaults (foreign keys on, legacy quoting off) where
+    /// `execute_script` of the lines does not always.
+    ///
+    /// Where Python's text would not restore the same value, the dump
+    /// writes one that does:
+    ///
+    /// | value | Python 3.11 | aiolite |
+    /// |---|---|---|
+    /// | REAL `-0.0` | `0.0` | `-0.0` |
+    /// | TEXT holding a NUL (`'a' \|\| char(0) \|\| 'b'`) | `'a'` (cut at the NUL) | `CAST(X'610062' AS TEXT)` |
+    /// | a table name with `'` | a broken query | the name, its `'` doubled |
+    /// | a `sqlite_sequence` counter that is not a number (`NULL`, text, a blob, ±inf) | `None`, the bare text, `b'..'`, `inf` | `NULL`, `'text'`, `X'..'`, `9e999` |
+    ///
+    /// A REAL counter is written as Python writes it (`5.0`, `1e+16`).
     ///
     /// Table rows are streamed chunk by chunk, so memory stays flat on a large
     /// table. The dump reads one snapshot inside a read transaction, which
@@ -323,6 +512,42 @@ impl Connection {
         });
         Dump {
             inner: lines.boxed(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::python_float;
+
+    /// Python 3.11's `repr()` of each value, as printed by python3.
+    #[test]
+    fn floats_as_python_writes_them() {
+        for (value, python) in [
+            (5.0, "5.0"),
+            (0.0, "0.0"),
+            (-0.0, "-0.0"),
+            (1.5, "1.5"),
+            (0.1, "0.1"),
+            (1e16, "1e+16"),
+            (1e15, "1000000000000000.0"),
+            (123_456_789_012_345.6, "123456789012345.6"),
+            (1e-4, "0.0001"),
+            (1e-5, "1e-05"),
+            (1.5e-7, "1.5e-07"),
+            (-2.5e300, "-2.5e+300"),
+            (5e-324, "5e-324"),
+            (1.797_693_134_862_315_7e308, "1.7976931348623157e+308"),
+            (9_007_199_254_740_993.0, "9007199254740992.0"),
+            (0.300_000_000_000_000_04, "0.30000000000000004"),
+            (100.0, "100.0"),
+            (1e22, "1e+22"),
+            (12345.678, "12345.678"),
+            (f64::INFINITY, "inf"),
+            (f64::NEG_INFINITY, "-inf"),
+            (9.223_372_036_854_776e18, "9.223372036854776e+18"),
+        ] {
+            assert_eq!(python_float(value), python, "{value:e}");
         }
     }
 }
