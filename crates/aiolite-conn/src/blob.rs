@@ -1,11 +1,11 @@
-//! Incremental blob I/O, serialize/deserialize, limits and extension loading.
+//! Incremental blob I/O: a handle on one BLOB value, kept open between requests
+//! (Python's `blobopen`).
 
 use std::fmt;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rusqlite::blob::Blob as RawBlob;
-use rusqlite::limits::Limit;
 use self_cell::self_cell;
 
 use crate::connection::{Channel, Connection, Held};
@@ -212,146 +212,6 @@ impl Connection {
                     id,
                     len,
                 })
-            })
-            .await
-    }
-
-    /// A copy of the `main` database as bytes (`sqlite3_serialize`,
-    /// Python's `serialize`): what the database file would contain.
-    ///
-    /// # Errors
-    /// SQLite's error (out of memory).
-    ///
-    /// # Cancel safety
-    /// Cancel safe.
-    pub async fn serialize(&self) -> Result<Vec<u8>> {
-        self.channel()
-            .run(|w| Ok(w.conn.serialize(c"main")?.to_vec()))
-            .await
-    }
-
-    /// Replaces the `main` database with the image in `bytes` (from
-    /// [`serialize`](Connection::serialize) or a database file), held in
-    /// memory from then on (`sqlite3_deserialize`, Python's `deserialize`).
-    ///
-    /// # Errors
-    /// SQLite's error: `SQLITE_BUSY` inside a transaction or with an open
-    /// stream or blob handle. Bytes that are not a database are accepted here
-    /// and fail at the first query with "file is not a database".
-    ///
-    /// # Cancel safety
-    /// If dropped after the request was queued, the replacement may or may
-    /// not happen.
-    pub async fn deserialize(&self, bytes: Vec<u8>) -> Result<()> {
-        self.channel()
-            .run(move |w| {
-                if !w.conn.is_autocommit() {
-                    return Err(Error::Options(
-                        "cannot replace the database inside a transaction".to_owned(),
-                    ));
-                }
-                if bytes.is_empty() {
-                    // SQLite cannot take a zero-byte image (its allocation
-                    // of nothing fails); an empty file is an empty database.
-                    return Err(Error::Options(
-                        "an empty image: serialize() of an empty database gives its header pages, not zero bytes".to_owned(),
-                    ));
-                }
-                w.conn.flush_prepared_statement_cache();
-                let len = bytes.len();
-                w.conn
-                    .deserialize_read_exact(c"main", &bytes[..], len, false)?;
-                Ok(())
-            })
-            .await
-    }
-
-    /// The current value of a run-time limit (`sqlite3_limit`).
-    ///
-    /// # Errors
-    /// [`Error::Closed`].
-    ///
-    /// # Cancel safety
-    /// Cancel safe.
-    pub async fn limit(&self, limit: Limit) -> Result<i32> {
-        self.channel().run(move |w| Ok(w.conn.limit(limit)?)).await
-    }
-
-    /// Sets a run-time limit, returning the previous value. SQLite silently
-    /// caps a value above its compile-time maximum; a negative value leaves
-    /// the limit unchanged.
-    ///
-    /// # Errors
-    /// [`Error::Closed`].
-    ///
-    /// # Cancel safety
-    /// Cancel safe.
-    pub async fn set_limit(&self, limit: Limit, value: i32) -> Result<i32> {
-        self.channel()
-            .run(move |w| Ok(w.conn.set_limit(limit, value)?))
-            .await
-    }
-
-    /// Allows (or forbids again) loading SQLite extensions on this connection,
-    /// through [`load_extension`](Connection::load_extension) and SQL's
-    /// `load_extension()` function (Python's `enable_load_extension`). Off by
-    /// default. Only with the `load_extension` cargo feature.
-    ///
-    /// # Safety
-    /// While enabled, any SQL run on this connection can load and run native
-    /// code from any file the process can read: enable it only for SQL you
-    /// trust, and disable it again after loading.
-    ///
-    /// # Errors
-    /// SQLite's error.
-    ///
-    /// # Cancel safety
-    /// Cancel safe.
-    #[cfg(feature = "load_extension")]
-    #[allow(unsafe_code)]
-    pub async unsafe fn enable_load_extension(&self, enabled: bool) -> Result<()> {
-        self.channel()
-            .run(move |w| {
-                if enabled {
-                    // SAFETY: the caller took on the function's contract.
-                    unsafe { w.conn.load_extension_enable()? };
-                } else {
-                    w.conn.load_extension_disable()?;
-                }
-                Ok(())
-            })
-            .await
-    }
-
-    /// Loads the SQLite extension in the shared library at `path`, calling
-    /// `entry_point` (or the name SQLite derives from the file name) on this
-    /// connection (Python's `load_extension`). Extension loading must be
-    /// enabled first. Only with the `load_extension` cargo feature.
-    ///
-    /// # Safety
-    /// The library's initialisation code runs in this process with no
-    /// checks: it must be a well-behaved SQLite extension.
-    ///
-    /// # Errors
-    /// "not authorized" while loading is not enabled; SQLite's message when
-    /// the library or its entry point cannot be found.
-    ///
-    /// # Cancel safety
-    /// Once queued, the library is loaded.
-    #[cfg(feature = "load_extension")]
-    #[allow(unsafe_code)]
-    pub async unsafe fn load_extension(
-        &self,
-        path: impl AsRef<std::path::Path>,
-        entry_point: Option<&str>,
-    ) -> Result<()> {
-        let path = path.as_ref().to_path_buf();
-        let entry_point = entry_point.map(str::to_owned);
-        self.channel()
-            .run(move |w| {
-                // SAFETY: the caller vouches for the library.
-                unsafe { w.conn.load_extension(&path, entry_point.as_deref())? };
-                Ok(())
             })
             .await
     }

@@ -7,11 +7,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::connection::{Connection, Resources, Sql};
-use crate::decode::RowDecoder;
 use crate::error::{Error, Result};
 use crate::options::{ConnectOptions, Role, Target, TransactionBehavior};
 use crate::params::Params;
 use crate::row::{Column, Row};
+use crate::row_decoder::RowDecoder;
 use crate::stream::RowStream;
 use crate::transaction::Transaction;
 use crate::worker::first_keyword;

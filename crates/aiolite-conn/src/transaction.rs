@@ -55,11 +55,6 @@ impl Transaction {
         &self.channel
     }
 
-    /// The connection this transaction runs on.
-    pub fn connection(&self) -> &Connection {
-        &self.conn
-    }
-
     /// Opens a savepoint: a transaction nested in this one. While it lives,
     /// statements go through it; it ends with [`Savepoint::release`] (its work
     /// joins this transaction), [`Savepoint::rollback`], or by being dropped

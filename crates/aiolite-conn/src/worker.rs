@@ -58,12 +58,12 @@ use self_cell::{self_cell, MutBorrow};
 use tokio::sync::{mpsc, oneshot};
 use tracing::Span;
 
-use crate::decode::RowDecoder;
 use crate::error::{Error, Result};
 use crate::group::Group;
 use crate::options::{ConnectOptions, Role, TransactionBehavior};
 use crate::params::Params;
 use crate::row::{columns_of, Column, Columns, Row, RowsBuilder};
+use crate::row_decoder::RowDecoder;
 
 /// What a request is, as far as the worker's batching is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,4 +1,5 @@
-//! Decoding rows on the worker thread: the hook the typed layer builds on.
+//! [`RowDecoder`]: rows turned into values on the worker thread, the hook the
+//! typed layer builds on (aiolite-query's `decode` is the per-value side).
 
 use crate::error::Result;
 
