@@ -4,8 +4,8 @@
 
 pub use aiolite_conn::{
     functions, hooks, named_params, Backup, BackupProgress, Blob, Column, ConnectOptions,
-    Connection, Database, DatabaseBuilder, Dump, Error, ErrorCode, ErrorKind, JournalMode, Limit,
-    NamedParams, Params, Resources, Result, Row, RowDecoder, RowIndex, RowStream, Savepoint,
+    Connection, Database, DatabaseBuilder, Dump, Error, ErrorCode, ErrorKind, IntoSql, JournalMode,
+    Limit, NamedParams, Params, Resources, Result, Row, RowDecoder, RowIndex, RowStream, Savepoint,
     Synchronous, Transaction, TransactionBehavior, Value,
 };
 

@@ -1,5 +1,6 @@
-//! Compile-fail tests of the derives: every misuse of an attribute is one
-//! spanned error (never a macro panic), and several are reported at once.
+//! Compile-fail tests: every misuse of a derive attribute is one
+//! spanned error (never a macro panic), and several are reported at once;
+//! SQL that is not text says what to pass (`sql_not_text.rs`).
 //! Regenerate the expected output with `TRYBUILD=overwrite` after a
 //! deliberate change of wording.
 

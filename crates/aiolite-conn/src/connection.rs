@@ -1,6 +1,5 @@
 //! The async connection handle.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -935,5 +934,4 @@ pub struct Resources {
     pub oldest_snapshot: Option<std::time::Duration>,
 }
 
-/// SQL text as the query methods take it: a `&'static str` is not copied.
-pub(crate) type Sql = Cow<'static, str>;
+pub(crate) use crate::sql::Sql;

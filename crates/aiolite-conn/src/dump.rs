@@ -436,7 +436,7 @@ impl Connection {
         let script = script.into();
         self.channel()
             .run(move |w| {
-                crate::worker::check_nul(&script)?;
+                crate::sql::check_nul(&script)?;
                 let restored = restore(&w.conn, &script);
                 w.note_schema(None);
                 restored

@@ -12,9 +12,9 @@ use crate::options::{ConnectOptions, Role, Target, TransactionBehavior};
 use crate::params::Params;
 use crate::row::{Column, Row};
 use crate::row_decoder::RowDecoder;
+use crate::sql::{refuse_transaction_control, writer_only, IntoSql};
 use crate::stream::RowStream;
 use crate::transaction::Transaction;
-use crate::worker::first_keyword;
 use crate::worker::{Decoded, ReadChunk, RowBlocks};
 
 /// A pool on one SQLite file: one writer connection and N reader connections,
@@ -198,58 +198,6 @@ impl DatabaseBuilder {
                 writer_functions: Mutex::new(std::collections::HashSet::new()),
             }),
         })
-    }
-}
-
-/// Statements that must run on the writer whatever `sqlite3_stmt_readonly`
-/// says: transaction control (BEGIN is "read-only"), ATTACH/DETACH (they
-/// change the connection), PRAGMA, and the functions that report the state of
-/// one connection (on a reader they would report the reader's).
-fn writer_only(sql: &str) -> bool {
-    let keyword = first_keyword(sql);
-    if matches!(
-        keyword.as_str(),
-        "BEGIN"
-            | "COMMIT"
-            | "END"
-            | "ROLLBACK"
-            | "SAVEPOINT"
-            | "RELEASE"
-            | "ATTACH"
-            | "DETACH"
-            | "PRAGMA"
-            | "VACUUM"
-            | "ANALYZE"
-            | "REINDEX"
-    ) {
-        return true;
-    }
-    let lower = sql.to_ascii_lowercase();
-    // `changes` also matches `total_changes`; a column of that name is sent to
-    // the writer too, which is safe, only less parallel.
-    lower.contains("last_insert_rowid") || lower.contains("changes")
-}
-
-/// `BEGIN`, `SAVEPOINT`, `COMMIT`, `END`, `ROLLBACK` and `RELEASE` through a
-/// pool's statement methods: the transaction would be rolled back after the
-/// request (or there is none to end), so the work the caller believes inside
-/// one would autocommit.
-/// (No allocation: it runs on every routed request.)
-fn refuse_transaction_control(sql: &str) -> Result<()> {
-    let word = crate::worker::first_word(sql);
-    let refused = [
-        ("BEGIN", "BEGIN"),
-        ("SAVEPOINT", "SAVEPOINT"),
-        ("COMMIT", "COMMIT"),
-        ("END", "COMMIT"),
-        ("ROLLBACK", "ROLLBACK"),
-        ("RELEASE", "RELEASE"),
-    ]
-    .into_iter()
-    .find(|(k, _)| word.eq_ignore_ascii_case(k));
-    match refused {
-        Some((_, what)) => Err(Error::TransactionControl(what)),
-        None => Ok(()),
     }
 }
 
@@ -468,8 +416,8 @@ impl Database {
     ///
     /// # Cancel safety
     /// As [`Connection::execute`].
-    pub async fn execute<P: Params>(&self, sql: impl Into<Sql>, params: P) -> Result<usize> {
-        let sql = sql.into();
+    pub async fn execute<P: Params>(&self, sql: impl IntoSql, params: P) -> Result<usize> {
+        let sql = sql.into_sql();
         self.route(&sql).await?.execute(sql, params).await
     }
 
@@ -480,8 +428,8 @@ impl Database {
     ///
     /// # Cancel safety
     /// As [`Connection::execute`].
-    pub async fn execute_insert<P: Params>(&self, sql: impl Into<Sql>, params: P) -> Result<i64> {
-        let sql = sql.into();
+    pub async fn execute_insert<P: Params>(&self, sql: impl IntoSql, params: P) -> Result<i64> {
+        let sql = sql.into_sql();
         refuse_transaction_control(&sql)?;
         self.inner.writer.execute_insert(sql, params).await
     }
@@ -493,12 +441,12 @@ impl Database {
     ///
     /// # Cancel safety
     /// As [`Connection::execute`].
-    pub async fn execute_many<I>(&self, sql: impl Into<Sql>, params: I) -> Result<usize>
+    pub async fn execute_many<I>(&self, sql: impl IntoSql, params: I) -> Result<usize>
     where
         I: IntoIterator + Send + 'static,
         I::Item: Params,
     {
-        let sql = sql.into();
+        let sql = sql.into_sql();
         refuse_transaction_control(&sql)?;
         self.inner.writer.execute_many(sql, params).await
     }
@@ -510,8 +458,8 @@ impl Database {
     ///
     /// # Cancel safety
     /// As [`Connection::execute`].
-    pub async fn execute_script(&self, sql: impl Into<Sql>) -> Result<()> {
-        let sql = sql.into();
+    pub async fn execute_script(&self, sql: impl IntoSql) -> Result<()> {
+        let sql = sql.into_sql();
         self.inner
             .writer
             .channel()
@@ -538,8 +486,8 @@ impl Database {
     ///
     /// # Cancel safety
     /// As [`Connection::execute`].
-    pub async fn fetch_all<P: Params>(&self, sql: impl Into<Sql>, params: P) -> Result<Vec<Row>> {
-        let sql = sql.into();
+    pub async fn fetch_all<P: Params>(&self, sql: impl IntoSql, params: P) -> Result<Vec<Row>> {
+        let sql = sql.into_sql();
         self.route(&sql).await?.fetch_all(sql, params).await
     }
 
@@ -550,8 +498,8 @@ impl Database {
     ///
     /// # Cancel safety
     /// As [`Connection::execute`].
-    pub async fn fetch_one<P: Params>(&self, sql: impl Into<Sql>, params: P) -> Result<Row> {
-        let sql = sql.into();
+    pub async fn fetch_one<P: Params>(&self, sql: impl IntoSql, params: P) -> Result<Row> {
+        let sql = sql.into_sql();
         self.route(&sql).await?.fetch_one(sql, params).await
     }
 
@@ -564,10 +512,10 @@ impl Database {
     /// As [`Connection::execute`].
     pub async fn fetch_optional<P: Params>(
         &self,
-        sql: impl Into<Sql>,
+        sql: impl IntoSql,
         params: P,
     ) -> Result<Option<Row>> {
-        let sql = sql.into();
+        let sql = sql.into_sql();
         self.route(&sql).await?.fetch_optional(sql, params).await
     }
 
@@ -579,13 +527,13 @@ impl Database {
     ///
     /// # Cancel safety
     /// As [`Connection::execute`].
-    pub async fn query_map<P, T, F>(&self, sql: impl Into<Sql>, params: P, f: F) -> Result<Vec<T>>
+    pub async fn query_map<P, T, F>(&self, sql: impl IntoSql, params: P, f: F) -> Result<Vec<T>>
     where
         P: Params,
         T: Send + 'static,
         F: FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T> + Send + 'static,
     {
-        let sql = sql.into();
+        let sql = sql.into_sql();
         self.route(&sql).await?.query_map(sql, params, f).await
     }
 
@@ -599,11 +547,11 @@ impl Database {
     /// As [`Connection::execute`].
     pub async fn fetch_all_with<P: Params, D: RowDecoder>(
         &self,
-        sql: impl Into<Sql>,
+        sql: impl IntoSql,
         params: P,
         decoder: D,
     ) -> Result<Vec<D::Output>> {
-        let sql = sql.into();
+        let sql = sql.into_sql();
         self.route(&sql)
             .await?
             .fetch_all_with(sql, params, decoder)
@@ -620,11 +568,11 @@ impl Database {
     /// As [`Connection::execute`].
     pub async fn fetch_optional_with<P: Params, D: RowDecoder>(
         &self,
-        sql: impl Into<Sql>,
+        sql: impl IntoSql,
         params: P,
         decoder: D,
     ) -> Result<Option<D::Output>> {
-        let sql = sql.into();
+        let sql = sql.into_sql();
         self.route(&sql)
             .await?
             .fetch_optional_with(sql, params, decoder)
@@ -641,11 +589,11 @@ impl Database {
     /// As [`Connection::execute`].
     pub async fn fetch_one_with<P: Params, D: RowDecoder>(
         &self,
-        sql: impl Into<Sql>,
+        sql: impl IntoSql,
         params: P,
         decoder: D,
     ) -> Result<D::Output> {
-        let sql = sql.into();
+        let sql = sql.into_sql();
         self.route(&sql)
             .await?
             .fetch_one_with(sql, params, decoder)
@@ -656,20 +604,24 @@ impl Database {
     /// e.g. `INSERT ... RETURNING`): an open read on the writer would pin a
     /// WAL snapshot and hold back checkpoints. As [`Connection::stream`],
     /// nothing is sent until the stream is first polled.
-    pub fn stream<P: Params>(&self, sql: impl Into<Sql>, params: P) -> RowStream {
-        self.stream_reading(sql.into(), Box::new(params), Box::new(RowBlocks::default()))
+    pub fn stream<P: Params>(&self, sql: impl IntoSql, params: P) -> RowStream {
+        self.stream_reading(
+            sql.into_sql(),
+            Box::new(params),
+            Box::new(RowBlocks::default()),
+        )
     }
 
     /// Streams a query's rows decoded with `decoder` on the worker; routed as
     /// [`stream`](Self::stream).
     pub fn stream_with<P: Params, D: RowDecoder>(
         &self,
-        sql: impl Into<Sql>,
+        sql: impl IntoSql,
         params: P,
         decoder: D,
     ) -> RowStream<D::Output> {
         self.stream_reading(
-            sql.into(),
+            sql.into_sql(),
             Box::new(params),
             Box::new(Decoded::new(decoder)),
         )
@@ -694,7 +646,7 @@ impl Database {
     ///
     /// # Cancel safety
     /// Cancel safe.
-    pub async fn describe(&self, sql: impl Into<Sql>) -> Result<Vec<Column>> {
+    pub async fn describe(&self, sql: impl IntoSql) -> Result<Vec<Column>> {
         self.inner.writer.describe(sql).await
     }
 

@@ -27,10 +27,10 @@ macro_rules! impl_query_methods {
             /// [`Error::NulInSql`]: crate::Error::NulInSql
             pub async fn execute<P: $crate::Params>(
                 &self,
-                sql: impl Into<$crate::connection::Sql>,
+                sql: impl $crate::IntoSql,
                 params: P,
             ) -> $crate::Result<usize> {
-                let sql = sql.into();
+                let sql = $crate::IntoSql::into_sql(sql);
                 self.channel().run(move |w| w.execute(&sql, &params)).await
             }
 
@@ -44,10 +44,10 @@ macro_rules! impl_query_methods {
             /// As [`execute`](Self::execute).
             pub async fn execute_insert<P: $crate::Params>(
                 &self,
-                sql: impl Into<$crate::connection::Sql>,
+                sql: impl $crate::IntoSql,
                 params: P,
             ) -> $crate::Result<i64> {
-                let sql = sql.into();
+                let sql = $crate::IntoSql::into_sql(sql);
                 self.channel()
                     .run(move |w| w.execute_insert(&sql, &params))
                     .await
@@ -72,14 +72,14 @@ macro_rules! impl_query_methods {
             /// As [`execute`](Self::execute).
             pub async fn execute_many<I>(
                 &self,
-                sql: impl Into<$crate::connection::Sql>,
+                sql: impl $crate::IntoSql,
                 params: I,
             ) -> $crate::Result<usize>
             where
                 I: IntoIterator + Send + 'static,
                 I::Item: $crate::Params,
             {
-                let sql = sql.into();
+                let sql = $crate::IntoSql::into_sql(sql);
                 let channel = self.channel();
                 if channel.is_lease() {
                     return channel.execute_many_in_chunks(sql, params).await;
@@ -97,11 +97,8 @@ macro_rules! impl_query_methods {
             ///
             /// # Cancel safety
             /// As [`execute`](Self::execute).
-            pub async fn execute_script(
-                &self,
-                sql: impl Into<$crate::connection::Sql>,
-            ) -> $crate::Result<()> {
-                let sql = sql.into();
+            pub async fn execute_script(&self, sql: impl $crate::IntoSql) -> $crate::Result<()> {
+                let sql = $crate::IntoSql::into_sql(sql);
                 self.channel().run(move |w| w.execute_script(&sql)).await
             }
 
@@ -114,12 +111,12 @@ macro_rules! impl_query_methods {
             /// As [`execute`](Self::execute).
             pub async fn fetch_all<P: $crate::Params>(
                 &self,
-                sql: impl Into<$crate::connection::Sql>,
+                sql: impl $crate::IntoSql,
                 params: P,
             ) -> $crate::Result<Vec<$crate::Row>> {
-                let sql = sql.into();
+                let sql = $crate::IntoSql::into_sql(sql);
                 self.channel()
-                    .run_query($crate::worker::looks_like_read(&sql), move |w| {
+                    .run_query($crate::sql::looks_like_read(&sql), move |w| {
                         w.fetch_all(&sql, &params)
                     })
                     .await
@@ -135,12 +132,12 @@ macro_rules! impl_query_methods {
             /// As [`execute`](Self::execute).
             pub async fn fetch_one<P: $crate::Params>(
                 &self,
-                sql: impl Into<$crate::connection::Sql>,
+                sql: impl $crate::IntoSql,
                 params: P,
             ) -> $crate::Result<$crate::Row> {
-                let sql = sql.into();
+                let sql = $crate::IntoSql::into_sql(sql);
                 self.channel()
-                    .run_query($crate::worker::looks_like_read(&sql), move |w| {
+                    .run_query($crate::sql::looks_like_read(&sql), move |w| {
                         w.fetch_optional(&sql, &params)?
                             .ok_or_else(|| $crate::Error::NoRows {
                                 sql: Some(sql.to_string()),
@@ -158,12 +155,12 @@ macro_rules! impl_query_methods {
             /// As [`execute`](Self::execute).
             pub async fn fetch_optional<P: $crate::Params>(
                 &self,
-                sql: impl Into<$crate::connection::Sql>,
+                sql: impl $crate::IntoSql,
                 params: P,
             ) -> $crate::Result<Option<$crate::Row>> {
-                let sql = sql.into();
+                let sql = $crate::IntoSql::into_sql(sql);
                 self.channel()
-                    .run_query($crate::worker::looks_like_read(&sql), move |w| {
+                    .run_query($crate::sql::looks_like_read(&sql), move |w| {
                         w.fetch_optional(&sql, &params)
                     })
                     .await
@@ -180,7 +177,7 @@ macro_rules! impl_query_methods {
             /// As [`execute`](Self::execute).
             pub async fn query_map<P, T, F>(
                 &self,
-                sql: impl Into<$crate::connection::Sql>,
+                sql: impl $crate::IntoSql,
                 params: P,
                 f: F,
             ) -> $crate::Result<Vec<T>>
@@ -191,9 +188,9 @@ macro_rules! impl_query_methods {
                     + Send
                     + 'static,
             {
-                let sql = sql.into();
+                let sql = $crate::IntoSql::into_sql(sql);
                 self.channel()
-                    .run_query($crate::worker::looks_like_read(&sql), move |w| {
+                    .run_query($crate::sql::looks_like_read(&sql), move |w| {
                         w.query_map(&sql, &params, f)
                     })
                     .await
@@ -209,7 +206,7 @@ macro_rules! impl_query_methods {
             /// As [`execute`](Self::execute).
             pub async fn fetch_all_with<P, D>(
                 &self,
-                sql: impl Into<$crate::connection::Sql>,
+                sql: impl $crate::IntoSql,
                 params: P,
                 mut decoder: D,
             ) -> $crate::Result<Vec<D::Output>>
@@ -217,9 +214,9 @@ macro_rules! impl_query_methods {
                 P: $crate::Params,
                 D: $crate::RowDecoder,
             {
-                let sql = sql.into();
+                let sql = $crate::IntoSql::into_sql(sql);
                 self.channel()
-                    .run_query($crate::worker::looks_like_read(&sql), move |w| {
+                    .run_query($crate::sql::looks_like_read(&sql), move |w| {
                         w.decode_rows(&sql, &params, &mut decoder, usize::MAX)
                     })
                     .await
@@ -234,7 +231,7 @@ macro_rules! impl_query_methods {
             /// As [`execute`](Self::execute).
             pub async fn fetch_optional_with<P, D>(
                 &self,
-                sql: impl Into<$crate::connection::Sql>,
+                sql: impl $crate::IntoSql,
                 params: P,
                 mut decoder: D,
             ) -> $crate::Result<Option<D::Output>>
@@ -242,9 +239,9 @@ macro_rules! impl_query_methods {
                 P: $crate::Params,
                 D: $crate::RowDecoder,
             {
-                let sql = sql.into();
+                let sql = $crate::IntoSql::into_sql(sql);
                 self.channel()
-                    .run_query($crate::worker::looks_like_read(&sql), move |w| {
+                    .run_query($crate::sql::looks_like_read(&sql), move |w| {
                         Ok(w.decode_rows(&sql, &params, &mut decoder, 1)?.pop())
                     })
                     .await
@@ -260,7 +257,7 @@ macro_rules! impl_query_methods {
             /// As [`execute`](Self::execute).
             pub async fn fetch_one_with<P, D>(
                 &self,
-                sql: impl Into<$crate::connection::Sql>,
+                sql: impl $crate::IntoSql,
                 params: P,
                 mut decoder: D,
             ) -> $crate::Result<D::Output>
@@ -268,9 +265,9 @@ macro_rules! impl_query_methods {
                 P: $crate::Params,
                 D: $crate::RowDecoder,
             {
-                let sql = sql.into();
+                let sql = $crate::IntoSql::into_sql(sql);
                 self.channel()
-                    .run_query($crate::worker::looks_like_read(&sql), move |w| {
+                    .run_query($crate::sql::looks_like_read(&sql), move |w| {
                         w.decode_rows(&sql, &params, &mut decoder, 1)?
                             .pop()
                             .ok_or_else(|| $crate::Error::NoRows {
@@ -290,9 +287,9 @@ macro_rules! impl_query_methods {
             /// Cancel safe.
             pub async fn describe(
                 &self,
-                sql: impl Into<$crate::connection::Sql>,
+                sql: impl $crate::IntoSql,
             ) -> $crate::Result<Vec<$crate::Column>> {
-                let sql = sql.into();
+                let sql = $crate::IntoSql::into_sql(sql);
                 self.channel().run(move |w| w.describe(&sql)).await
             }
 
@@ -308,12 +305,12 @@ macro_rules! impl_query_methods {
             /// Nothing is sent until the stream is first polled.
             pub fn stream<P: $crate::Params>(
                 &self,
-                sql: impl Into<$crate::connection::Sql>,
+                sql: impl $crate::IntoSql,
                 params: P,
             ) -> $crate::RowStream {
                 $crate::RowStream::new(
                     self.channel().clone(),
-                    sql.into(),
+                    $crate::IntoSql::into_sql(sql),
                     Box::new(params),
                     Box::new($crate::worker::RowBlocks::default()),
                 )
@@ -328,7 +325,7 @@ macro_rules! impl_query_methods {
             /// Nothing is sent until the stream is first polled.
             pub fn stream_with<P, D>(
                 &self,
-                sql: impl Into<$crate::connection::Sql>,
+                sql: impl $crate::IntoSql,
                 params: P,
                 decoder: D,
             ) -> $crate::RowStream<D::Output>
@@ -338,7 +335,7 @@ macro_rules! impl_query_methods {
             {
                 $crate::RowStream::new(
                     self.channel().clone(),
-                    sql.into(),
+                    $crate::IntoSql::into_sql(sql),
                     Box::new(params),
                     Box::new($crate::worker::Decoded::new(decoder)),
                 )

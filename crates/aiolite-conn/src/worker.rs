@@ -64,6 +64,7 @@ use crate::options::{ConnectOptions, Role, TransactionBehavior};
 use crate::params::Params;
 use crate::row::{columns_of, Column, Columns, Row, RowsBuilder};
 use crate::row_decoder::RowDecoder;
+use crate::sql::{check_nul, check_sql, first_word, is_dml};
 
 /// What a request is, as far as the worker's batching is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1854,125 +1855,13 @@ fn read_block(
     Ok((out, false))
 }
 
-/// Refuses SQL that SQLite would silently cut short.
-/// The checks every statement's SQL passes before prepare: no NUL byte, and
-/// at least one statement (SQLite prepares empty text into no statement at
-/// all, which rusqlite then reports as API misuse).
-pub(crate) fn check_sql(sql: &str) -> Result<()> {
-    check_nul(sql)?;
-    if holds_no_statement(sql) {
-        return Err(Error::EmptySql);
-    }
-    Ok(())
-}
-
-/// Scripts may be empty (as Python's `executescript`); NUL is still refused.
-pub(crate) fn check_nul(sql: &str) -> Result<()> {
-    match sql.bytes().position(|b| b == 0) {
-        Some(offset) => Err(Error::NulInSql { offset }),
-        None => Ok(()),
-    }
-}
-
-/// Whether `sql` is only white space (SQLite's), comments and semicolons.
-/// Ordinary SQL answers on its first byte.
-fn holds_no_statement(sql: &str) -> bool {
-    let mut s = sql;
-    loop {
-        s = s.trim_start_matches([' ', '\t', '\n', '\x0b', '\x0c', '\r', ';']);
-        if let Some(rest) = s.strip_prefix("--") {
-            s = rest.split_once('\n').map_or("", |(_, r)| r);
-        } else if let Some(rest) = s.strip_prefix("/*") {
-            s = rest.split_once("*/").map_or("", |(_, r)| r);
-        } else {
-            return s.is_empty();
-        }
-    }
-}
-
 /// The most requests one read batch answers: the snapshot they share stays
 /// young, and a checkpoint waits on it for at most this many point reads.
 const MAX_READ_BATCH: usize = 64;
 
-/// Whether a request's SQL starts like a query that only reads (the worker
-/// still asks SQLite, see [`Worker::prepare`]).
-pub(crate) fn looks_like_read(sql: &str) -> bool {
-    let word = first_word(sql);
-    ["SELECT", "VALUES", "WITH"]
-        .iter()
-        .any(|k| word.eq_ignore_ascii_case(k))
-}
-
-/// The statement's first word, after white space and comments.
-pub(crate) fn first_word(sql: &str) -> &str {
-    let mut s = sql;
-    loop {
-        s = s.trim_start();
-        if let Some(rest) = s.strip_prefix("--") {
-            s = rest.split_once('\n').map_or("", |(_, r)| r);
-        } else if let Some(rest) = s.strip_prefix("/*") {
-            s = rest.split_once("*/").map_or("", |(_, r)| r);
-        } else {
-            break;
-        }
-    }
-    let end = s
-        .find(|c: char| !c.is_ascii_alphabetic())
-        .unwrap_or(s.len());
-    &s[..end]
-}
-
-/// The statement's first keyword, upper-cased, after white space and comments.
-pub(crate) fn first_keyword(sql: &str) -> String {
-    first_word(sql).to_ascii_uppercase()
-}
-
-/// Whether the statement starts with INSERT, UPDATE, DELETE or REPLACE, the
-/// test Python's `sqlite3` uses for its implicit BEGIN.
-pub(crate) fn is_dml(sql: &str) -> bool {
-    matches!(
-        first_keyword(sql).as_str(),
-        "INSERT" | "UPDATE" | "DELETE" | "REPLACE"
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sql_without_a_statement() {
-        for blank in [
-            "", " \t\r\n", ";", " ; ;\n", "-- c", "-- c\n;", "/* c */", "/* open", "/**/;--",
-        ] {
-            assert!(holds_no_statement(blank), "{blank:?}");
-            assert!(
-                matches!(check_sql(blank), Err(Error::EmptySql)),
-                "{blank:?}"
-            );
-            assert!(check_nul(blank).is_ok(), "{blank:?}");
-        }
-        for sql in [
-            "SELECT 1",
-            "; SELECT 1",
-            "-- c\nSELECT 1",
-            "/* c */ x",
-            "\u{a0}",
-        ] {
-            assert!(!holds_no_statement(sql), "{sql:?}");
-        }
-    }
-
-    #[test]
-    fn dml_detection() {
-        assert!(is_dml("insert into t values (1)"));
-        assert!(is_dml("  -- c\n /* x */ UPDATE t SET a = 1"));
-        assert!(is_dml("Replace INTO t VALUES (1)"));
-        assert!(!is_dml("SELECT 1"));
-        assert!(!is_dml("CREATE TABLE t(x)"));
-        assert!(!is_dml("-- only a comment"));
-        assert!(!is_dml("INSERTED"));
-    }
 
     /// The lengths of a stream's chunks over `sql`, read through `reader`.
     fn chunk_lengths<R: ReadChunk>(w: &mut Worker, sql: &str, mut reader: R) -> Vec<usize> {
@@ -2045,14 +1934,5 @@ mod tests {
             chunk_lengths(&mut w1, "SELECT b FROM big", RowBlocks::default()),
             [1, 2, 4, 4, 1]
         );
-    }
-
-    #[test]
-    fn nul_is_refused() {
-        assert!(matches!(
-            check_sql("UPDATE t SET x = 1 \0 WHERE id = 2"),
-            Err(Error::NulInSql { offset: 19 })
-        ));
-        assert!(check_sql("SELECT 1").is_ok());
     }
 }

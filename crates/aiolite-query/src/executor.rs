@@ -5,7 +5,8 @@ use std::borrow::Cow;
 use std::future::Future;
 
 use aiolite_conn::{
-    Connection, Database, Error, Params, Result, RowDecoder, RowStream, Savepoint, Transaction,
+    Connection, Database, Error, IntoSql, Params, Result, RowDecoder, RowStream, Savepoint,
+    Transaction,
 };
 
 use crate::from_row::{FromRow, FromRowDecoder};
@@ -122,10 +123,10 @@ pub trait Executor: Sync {
     /// As `fetch_all`: dropping the future cancels the query.
     fn fetch_all_as<T: FromRow, P: Params>(
         &self,
-        sql: impl Into<Sql>,
+        sql: impl IntoSql,
         params: P,
     ) -> impl Future<Output = Result<Vec<T>>> + Send {
-        self.__fetch_all_with(sql.into(), params, FromRowDecoder::<T>::new())
+        self.__fetch_all_with(sql.into_sql(), params, FromRowDecoder::<T>::new())
     }
 
     /// The first row decoded as `T`; [`Error::NoRows`] if there is none.
@@ -134,10 +135,10 @@ pub trait Executor: Sync {
     /// As [`fetch_all_as`](Self::fetch_all_as).
     fn fetch_one_as<T: FromRow, P: Params>(
         &self,
-        sql: impl Into<Sql>,
+        sql: impl IntoSql,
         params: P,
     ) -> impl Future<Output = Result<T>> + Send {
-        self.__fetch_one_with(sql.into(), params, FromRowDecoder::<T>::new())
+        self.__fetch_one_with(sql.into_sql(), params, FromRowDecoder::<T>::new())
     }
 
     /// The first row decoded as `T`, if any.
@@ -146,17 +147,17 @@ pub trait Executor: Sync {
     /// As [`fetch_all_as`](Self::fetch_all_as).
     fn fetch_optional_as<T: FromRow, P: Params>(
         &self,
-        sql: impl Into<Sql>,
+        sql: impl IntoSql,
         params: P,
     ) -> impl Future<Output = Result<Option<T>>> + Send {
-        self.__fetch_optional_with(sql.into(), params, FromRowDecoder::<T>::new())
+        self.__fetch_optional_with(sql.into_sql(), params, FromRowDecoder::<T>::new())
     }
 
     /// Streams a query's rows decoded as `T` on the worker, chunk by chunk:
     /// memory stays bounded whatever the size of the result. Nothing is sent
     /// until the stream is first polled.
-    fn stream_as<T: FromRow, P: Params>(&self, sql: impl Into<Sql>, params: P) -> RowStream<T> {
-        self.__stream_with(sql.into(), params, FromRowDecoder::<T>::new())
+    fn stream_as<T: FromRow, P: Params>(&self, sql: impl IntoSql, params: P) -> RowStream<T> {
+        self.__stream_with(sql.into_sql(), params, FromRowDecoder::<T>::new())
     }
 
     /// Every row of a sea-query statement (a `SELECT`, or a write with
