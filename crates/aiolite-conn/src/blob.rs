@@ -2,25 +2,13 @@
 //! (Python's `blobopen`).
 
 use std::fmt;
-use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use rusqlite::blob::Blob as RawBlob;
-use self_cell::self_cell;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::connection::{Channel, Connection, Held};
 use crate::error::{Error, Result};
-use crate::worker::{Deferred, Worker};
-
-self_cell!(
-    /// A blob handle kept open between requests, with the connection alias
-    /// it was opened on.
-    pub(crate) struct OpenBlob {
-        owner: Rc<rusqlite::Connection>,
-        #[covariant]
-        dependent: RawBlob,
-    }
-);
+use crate::worker::{Deferred, OpenBlob, Worker};
 
 static NEXT_BLOB: AtomicU64 = AtomicU64::new(1);
 

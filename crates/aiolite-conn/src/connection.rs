@@ -14,9 +14,8 @@ use tracing::Span;
 
 use crate::error::{Error, Result};
 use crate::migrate::{MigrationReport, Migrations};
-use crate::options::{ConnectOptions, TransactionBehavior};
+use crate::options::ConnectOptions;
 use crate::params::Params;
-use crate::transaction::Transaction;
 use crate::worker::{self, Deferred, Job, Kind, Message, Shared, Worker, WorkerThread};
 
 /// The sending side of a worker's queue (the main one, or a transaction's lease).
@@ -217,7 +216,7 @@ impl Channel {
         Ok(total)
     }
 
-    async fn send<R, F>(&self, f: F, kind: Kind, spin: Spin) -> Result<R>
+    pub(crate) async fn send<R, F>(&self, f: F, kind: Kind, spin: Spin) -> Result<R>
     where
         F: FnOnce(&mut Worker) -> Result<R> + Send + 'static,
         R: Send + 'static,
@@ -257,7 +256,7 @@ impl Channel {
             }
         }
         let (tx, rx) = oneshot::channel();
-        let (in_flight, in_flight_now) = worker::InFlight::start();
+        let (in_flight, in_flight_now) = crate::spin::InFlight::start();
         let job: Job = Box::new(move |w: &mut Worker| {
             if tx.is_closed() {
                 return; // cancelled before it started
@@ -318,7 +317,7 @@ impl Channel {
             // this one to finish.
             Ok(()) => {
                 self.sender.max_capacity() - self.sender.capacity() <= 1
-                    && (self.is_lease() || (in_flight_now == 1 && worker::runtime_has_room()))
+                    && (self.is_lease() || (in_flight_now == 1 && crate::spin::runtime_has_room()))
             }
             Err(mpsc::error::TrySendError::Full(msg)) => {
                 self.sender.send(msg).await.map_err(|_| self.gone())?;
@@ -345,7 +344,7 @@ const MAX_PARAMS_CHUNK: usize = 1024;
 
 /// Which poll of a [`Reply`] may wait for the answer on the spot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Spin {
+pub(crate) enum Spin {
     Never,
     FirstPoll,
     /// The first poll only registers; the next one may spin.
@@ -391,7 +390,7 @@ impl<R> Future for Reply<'_, R> {
         };
         let spin = std::mem::replace(&mut self.spin, next);
         if spin == Spin::FirstPoll {
-            if let Some(r) = worker::spin_for(|| match self.rx.try_recv() {
+            if let Some(r) = crate::spin::spin_for(|| match self.rx.try_recv() {
                 Ok(r) => Some(r),
                 Err(oneshot::error::TryRecvError::Empty) => None,
                 Err(oneshot::error::TryRecvError::Closed) => Some(Err(self.unanswered())),
@@ -635,170 +634,9 @@ impl Connection {
         self.inner.interrupt.interrupt();
     }
 
-    /// Begins a `DEFERRED` transaction and returns its guard.
-    ///
-    /// While the guard is alive it owns the connection: requests from other
-    /// handles wait until it commits, rolls back or is dropped, so no other
-    /// task's statement can land inside it. Requests on the connection itself
-    /// from the task holding the guard fail at once with
-    /// [`Error::InsideOwnTransaction`] (they would wait for the guard); use
-    /// the guard's own methods.
-    ///
-    /// ```
-    /// # async fn demo(conn: aiolite_conn::Connection) -> aiolite_conn::Result<()> {
-    /// let tx = conn.begin().await?;
-    /// tx.execute("UPDATE accounts SET balance = balance - 10 WHERE id = 1", ()).await?;
-    /// tx.execute("UPDATE accounts SET balance = balance + 10 WHERE id = 2", ()).await?;
-    /// tx.commit().await?; // dropped without commit: rolled back
-    /// # Ok(()) }
-    /// ```
-    ///
-    /// # Errors
-    /// SQLite's error; "cannot start a transaction within a transaction" if
-    /// one was opened with `execute("BEGIN")`.
-    ///
-    /// # Cancel safety
-    /// Cancel safe: if the future is dropped, a transaction it began is rolled
-    /// back and the connection is released.
-    pub async fn begin(&self) -> Result<Transaction> {
-        self.begin_with(TransactionBehavior::Deferred).await
-    }
-
-    /// Begins a transaction with the given locking behavior; see
-    /// [`begin`](Connection::begin).
-    ///
-    /// # Errors
-    /// As [`begin`](Connection::begin); `SQLITE_BUSY` for `Immediate` or
-    /// `Exclusive` when another connection keeps the write lock past the busy
-    /// timeout.
-    ///
-    /// # Cancel safety
-    /// Cancel safe, as [`begin`](Connection::begin).
-    pub async fn begin_with(&self, behavior: TransactionBehavior) -> Result<Transaction> {
-        let (lease_tx, lease_rx) = mpsc::channel(self.inner.queue_bound);
-        let control = Arc::new(worker::LeaseControl::new(worker::caller_identity()));
-        let lease = worker::Lease {
-            rx: lease_rx,
-            control: Arc::clone(&control),
-            wake: lease_tx.downgrade(),
-        };
-        // Dropped before the answer is read, this future ends the lease (the
-        // guard it would have made is gone): the worker, if it started the
-        // lease, rolls back at once, and the caller is free of it at once.
-        // Dropped before the request runs, the lease never starts.
-        let unclaimed = EndUnclaimed(Some(Arc::clone(&control)));
-        self.channel()
-            .send(
-                move |w| {
-                    if w.group.enabled {
-                        w.group_begin()?;
-                    } else {
-                        w.conn.execute_batch(behavior.begin_sql())?;
-                    }
-                    w.start_lease(lease);
-                    Ok(())
-                },
-                Kind::Begin,
-                Spin::FirstPoll,
-            )
-            .await?;
-        let channel = Channel {
-            sender: lease_tx,
-            shared: Arc::clone(&self.channel().shared),
-            lease: Some(Arc::clone(&control)),
-            main: Some(self.channel().sender.downgrade()),
-        };
-        unclaimed.claimed();
-        Ok(Transaction::new(self.clone(), channel, control))
-    }
-
-    /// Runs `f` inside a `DEFERRED` transaction on the worker thread: commits
-    /// when it returns `Ok`, rolls back when it returns `Err` or panics. `f`
-    /// gets `&mut rusqlite::Transaction`, so it can nest savepoints
-    /// (`tx.savepoint()`).
-    ///
-    /// ```
-    /// # async fn demo(conn: aiolite_conn::Connection) -> aiolite_conn::Result<()> {
-    /// let moved = conn
-    ///     .transaction(|tx| {
-    ///         tx.execute("UPDATE accounts SET balance = balance - 10 WHERE id = 1", [])?;
-    ///         tx.execute("UPDATE accounts SET balance = balance + 10 WHERE id = 2", [])?;
-    ///         Ok::<_, aiolite_conn::Error>(10)
-    ///     })
-    ///     .await?;
-    /// # Ok(()) }
-    /// ```
-    ///
-    /// # Errors
-    /// `f`'s error, or SQLite's (converted into `E`), or [`Error::Panic`].
-    ///
-    /// # Cancel safety
-    /// If the future is dropped before the transaction starts, it never runs;
-    /// once running it completes (commit or rollback) on the worker.
-    pub async fn transaction<F, T, E>(&self, f: F) -> Result<T, E>
-    where
-        F: FnOnce(&mut rusqlite::Transaction<'_>) -> Result<T, E> + Send + 'static,
-        T: Send + 'static,
-        E: From<Error> + Send + 'static,
-    {
-        self.transaction_with(TransactionBehavior::Deferred, f)
-            .await
-    }
-
-    /// [`transaction`](Connection::transaction) with a chosen locking behavior.
-    ///
-    /// # Errors
-    /// As [`transaction`](Connection::transaction).
-    ///
-    /// # Cancel safety
-    /// As [`transaction`](Connection::transaction).
-    pub async fn transaction_with<F, T, E>(
-        &self,
-        behavior: TransactionBehavior,
-        f: F,
-    ) -> Result<T, E>
-    where
-        F: FnOnce(&mut rusqlite::Transaction<'_>) -> Result<T, E> + Send + 'static,
-        T: Send + 'static,
-        E: From<Error> + Send + 'static,
-    {
-        let behavior = match behavior {
-            TransactionBehavior::Deferred => rusqlite::TransactionBehavior::Deferred,
-            TransactionBehavior::Immediate => rusqlite::TransactionBehavior::Immediate,
-            TransactionBehavior::Exclusive => rusqlite::TransactionBehavior::Exclusive,
-        };
-        let r = self
-            .channel()
-            .run(move |w| {
-                let shared = Arc::clone(&w.shared);
-                let outcome = {
-                    let mut tx = w.conn.transaction_with_behavior(behavior)?;
-                    // The closure's transaction is a guard's: if SQLite rolls
-                    // it back inside `f` and `f` goes on, the commit hook
-                    // refuses the autocommit of every later write. Freed on
-                    // every way out, a panic in `f` included.
-                    let _owned = worker::OwnedTransaction::new(&shared);
-                    match f(&mut tx) {
-                        Ok(_) if tx.is_autocommit() => {
-                            // Dropping `tx` tries a rollback, which finds
-                            // nothing to roll back.
-                            drop(tx);
-                            Err(E::from(Error::RolledBack { cause: None }))
-                        }
-                        Ok(v) => {
-                            shared.guard_commit(|| tx.commit())?;
-                            Ok(v)
-                        }
-                        // Dropping `tx` rolls back.
-                        Err(e) => Err(e),
-                    }
-                };
-                // It may have created TEMP objects or attached a database.
-                w.note_schema(None);
-                Ok(outcome)
-            })
-            .await;
-        r.unwrap_or_else(|e| Err(E::from(e)))
+    /// The bound of this connection's queues (a lease's queue has the same).
+    pub(crate) fn queue_bound(&self) -> usize {
+        self.inner.queue_bound
     }
 
     /// Applies the migrations given with [`ConnectOptions::migrations`] that
@@ -845,7 +683,7 @@ impl Connection {
     }
 
     /// Closes the connection: the requests queued before this call still run,
-    /// and a [`Transaction`] alive at the time can still finish (the close waits
+    /// and a [`Transaction`](crate::Transaction) alive at the time can still finish (the close waits
     /// for it); then the database is closed and the worker thread exits.
     /// Calling it again is a no-op; every other call afterwards fails with
     /// [`Error::Closed`].
@@ -899,24 +737,6 @@ impl fmt::Debug for Connection {
     }
 }
 
-/// Ends a lease whose `begin` future went away before it made the guard.
-struct EndUnclaimed(Option<Arc<worker::LeaseControl>>);
-
-impl EndUnclaimed {
-    /// The guard now owns the lease.
-    fn claimed(mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for EndUnclaimed {
-    fn drop(&mut self) {
-        if let Some(control) = self.0.take() {
-            control.end();
-        }
-    }
-}
-
 /// What a connection's worker holds for its callers, from
 /// [`Connection::resources`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -926,7 +746,7 @@ pub struct Resources {
     pub parked_statements: usize,
     /// Open [`Blob`](crate::Blob) handles.
     pub open_blobs: usize,
-    /// A [`Transaction`] holds the worker: other requests wait for it.
+    /// A [`Transaction`](crate::Transaction) holds the worker: other requests wait for it.
     pub leased: bool,
     /// The age of the oldest read snapshot a parked statement keeps (the WAL
     /// cannot be checkpointed past it); see
@@ -935,3 +755,17 @@ pub struct Resources {
 }
 
 pub(crate) use crate::sql::Sql;
+
+impl ConnectOptions {
+    /// Opens the connection: spawns its worker thread and configures it.
+    ///
+    /// # Errors
+    /// [`Error::Open`] naming the path when SQLite cannot open or configure the
+    /// file; the init hook's error.
+    ///
+    /// # Cancel safety
+    /// Dropping the future before it completes closes the half-opened connection.
+    pub async fn open(&self) -> Result<Connection> {
+        Connection::open_with(self.clone()).await
+    }
+}

@@ -145,7 +145,7 @@ pub enum Error {
     /// A migration run stopped; the error carries the report of what it
     /// applied before.
     #[error("{0}")]
-    Migration(Box<crate::migrate::MigrationError>),
+    Migration(Box<MigrationError>),
 
     /// SQLite rolled back the transaction a guard ([`Transaction`],
     /// [`Savepoint`], a group-commit member, the closure of
@@ -594,6 +594,157 @@ pub(crate) fn panic_text(payload: &(dyn Any + Send)) -> String {
         "non-string panic payload".to_owned()
     }
 }
+
+// The migration runner's errors live here, with the others, so that the
+// runner depends on this file and not the other way round.
+
+/// What a migration run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MigrationReport {
+    /// Applied by this run, in order: (version, name).
+    pub applied: Vec<(i32, String)>,
+    /// Found already applied (by an earlier run or another process).
+    pub already_applied: Vec<(i32, String)>,
+}
+
+/// Why a migration run stopped. It carries the report of what the run applied
+/// before it stopped.
+#[derive(Debug)]
+pub struct MigrationError {
+    /// What went wrong.
+    pub kind: MigrationErrorKind,
+    /// What was applied before the failure.
+    pub report: MigrationReport,
+}
+
+/// The ways a migration run can fail.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum MigrationErrorKind {
+    /// An applied migration's name or SQL changed since it was applied.
+    Divergent {
+        /// Its version.
+        version: i32,
+        /// Its name in the database.
+        applied_name: String,
+        /// Its name in the set.
+        name: String,
+    },
+    /// A migration applied in the database is not in the set any more.
+    Missing {
+        /// Its version.
+        version: i32,
+        /// Its name in the database.
+        name: String,
+    },
+    /// A new versioned migration is below the highest version applied.
+    OutOfOrder {
+        /// The new migration's version.
+        version: i32,
+        /// Its name.
+        name: String,
+        /// The highest version applied.
+        applied: i32,
+    },
+    /// A migration's SQL failed; nothing of it was kept.
+    Failed {
+        /// Its version.
+        version: i32,
+        /// Its file name (`V3__add_index`).
+        file: String,
+        /// SQLite's error.
+        error: Error,
+    },
+    /// A migration that runs outside a transaction ([`NO_TRANSACTION`](crate::migrate::NO_TRANSACTION)) was
+    /// started by an earlier run that stopped before writing its history row
+    /// (the process died, or its last step failed): its statements may be
+    /// partly applied. Nothing was run again. Check the schema, make running
+    /// the migration again harmless (or finish it by hand), then delete its
+    /// claim, `DELETE FROM aiolite_migration_claims WHERE version = {version}`,
+    /// and migrate again.
+    Interrupted {
+        /// Its version.
+        version: i32,
+        /// Its name.
+        name: String,
+        /// When the interrupted run started it (UTC, RFC 3339).
+        started_on: String,
+        /// The process that started it.
+        pid: i64,
+    },
+    /// The lock file that orders migrations outside a transaction across
+    /// processes could not be opened or locked.
+    Lock {
+        /// `{database}-aiolite-migrate.lock`.
+        path: PathBuf,
+        /// The I/O error.
+        error: std::io::Error,
+    },
+    /// Reading or writing the history failed.
+    History(Error),
+    /// The set could not be built (duplicate versions, bad names).
+    Invalid(String),
+}
+
+impl fmt::Display for MigrationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            MigrationErrorKind::Divergent {
+                version,
+                applied_name,
+                name,
+            } => write!(
+                f,
+                "migration {version} ({name}) differs from the one applied as {applied_name}: applied migrations must not change"
+            ),
+            MigrationErrorKind::Missing { version, name } => write!(
+                f,
+                "migration {version} ({name}) is applied in the database but missing from the set"
+            ),
+            MigrationErrorKind::OutOfOrder {
+                version,
+                name,
+                applied,
+            } => write!(
+                f,
+                "migration {version} ({name}) is new but version {applied} is already applied; give it a higher version"
+            ),
+            MigrationErrorKind::Failed {
+                version,
+                file,
+                error,
+            } => write!(f, "migration {version} ({file}.sql) failed: {error}"),
+            MigrationErrorKind::Interrupted {
+                version,
+                name,
+                started_on,
+                pid,
+            } => write!(
+                f,
+                "migration {version} ({name}) runs outside a transaction and did not finish: process {pid} started it at {started_on} and stopped before recording it, so its statements may be partly applied; nothing was run again. Check the schema, make running it again harmless (or finish it by hand), then run `DELETE FROM aiolite_migration_claims WHERE version = {version}` and migrate again"
+            ),
+            MigrationErrorKind::Lock { path, error } => write!(
+                f,
+                "cannot take the migration lock {}: {error}",
+                path.display()
+            ),
+            MigrationErrorKind::History(e) => write!(f, "reading the migration history failed: {e}"),
+            MigrationErrorKind::Invalid(why) => write!(f, "invalid migration set: {why}"),
+        }?;
+        if !self.report.applied.is_empty() {
+            let versions: Vec<String> = self
+                .report
+                .applied
+                .iter()
+                .map(|(v, _)| v.to_string())
+                .collect();
+            write!(f, " (applied before it: {})", versions.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for MigrationError {}
 
 #[cfg(test)]
 mod tests {

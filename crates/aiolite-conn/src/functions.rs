@@ -12,8 +12,8 @@ pub use rusqlite::functions::{Aggregate, Context, FunctionFlags, SqlFnOutput, Wi
 
 use crate::connection::Connection;
 use crate::error::{panic_text, Error, Result};
-use crate::hooks::guarded;
 use crate::pool::Database;
+use crate::worker::guarded;
 use crate::worker::Shared;
 
 /// The error SQLite reports for a callback that panicked; the request's

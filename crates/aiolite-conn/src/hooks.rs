@@ -5,94 +5,17 @@
 //! `catch_unwind`: a panic stops the statement that triggered it and becomes
 //! that request's [`Error::Panic`](crate::Error::Panic), and the connection keeps working.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 pub use rusqlite::hooks::{Action, AuthAction, AuthContext, Authorization};
 use rusqlite::trace::{TraceEvent, TraceEventCodes};
 
 use crate::connection::Connection;
-use crate::error::{panic_text, Result};
+use crate::error::Result;
 use crate::pool::Database;
-use crate::worker::{Shared, CANCEL_CHECK_OPS};
-
-type ProgressFn = Box<dyn FnMut() -> bool + Send>;
-type CommitFn = Box<dyn FnMut() -> bool + Send>;
-
-/// Runs a user callback; a panic is recorded as the request's fault and
-/// `on_panic` is returned to SQLite instead.
-pub(crate) fn guarded<R>(shared: &Shared, what: &str, on_panic: R, f: impl FnOnce() -> R) -> R {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(r) => r,
-        Err(payload) => {
-            shared.fault(format!("{what} panicked: {}", panic_text(&*payload)));
-            on_panic
-        }
-    }
-}
-
-fn gcd(a: i32, b: i32) -> i32 {
-    if b == 0 {
-        a
-    } else {
-        gcd(b, a % b)
-    }
-}
-
-/// SQLite has one progress handler per connection, and aiolite's own (which
-/// stops a request whose caller went away) must stay. A user handler is
-/// chained behind it: SQLite calls the pair every `gcd(n, 1000)` instructions,
-/// the cancellation check runs each time, the user's handler every `n`.
-pub(crate) fn install_progress_handler(
-    conn: &mut rusqlite::Connection,
-    shared: &Arc<Shared>,
-    user: Option<(i32, ProgressFn)>,
-) -> rusqlite::Result<()> {
-    let probe = Arc::clone(shared);
-    match user {
-        None => conn.progress_handler(CANCEL_CHECK_OPS, Some(move || probe.should_interrupt())),
-        Some((n, mut f)) => {
-            let tick = gcd(n, CANCEL_CHECK_OPS);
-            let every = n / tick;
-            let mut count = 0;
-            conn.progress_handler(
-                tick,
-                Some(move || {
-                    if probe.should_interrupt() {
-                        return true;
-                    }
-                    count += 1;
-                    if count < every {
-                        return false;
-                    }
-                    count = 0;
-                    guarded(&probe, "the progress handler", true, &mut f)
-                }),
-            )
-        }
-    }
-}
-
-/// aiolite's commit hook turns the commit of a statement whose callback
-/// panicked into a rollback (so an autocommit write that went wrong is not
-/// kept), and so a commit no guard asked for while a guard owns the
-/// transaction (see `GuardState`), then asks the user's hook, if any.
-pub(crate) fn install_commit_hook(
-    conn: &mut rusqlite::Connection,
-    shared: &Arc<Shared>,
-    mut user: Option<CommitFn>,
-) -> rusqlite::Result<()> {
-    let probe = Arc::clone(shared);
-    conn.commit_hook(Some(move || {
-        if probe.fault_pending() || probe.refuses_commit() {
-            return true;
-        }
-        match user.as_mut() {
-            Some(f) => guarded(&probe, "the commit hook", true, f),
-            None => false,
-        }
-    }))
-}
+use crate::worker::{
+    guarded, install_commit_hook, install_progress_handler, CommitFn, ProgressFn, Shared,
+};
 
 /// Hands SQLite's statement events to the user's callback, with the SQL
 /// expanded as Python's sqlite3 passes it.

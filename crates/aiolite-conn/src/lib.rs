@@ -14,11 +14,11 @@
 
 mod backup;
 mod blob;
+mod busy;
 mod connection;
 mod dump;
 mod error;
 pub mod functions;
-mod group;
 pub mod hooks;
 mod limits;
 #[cfg(feature = "load_extension")]
@@ -31,10 +31,10 @@ mod query_methods;
 mod row;
 mod row_decoder;
 mod serialize;
+mod spin;
 mod sql;
 mod sqlite;
 mod stream;
-mod timer;
 mod transaction;
 mod worker;
 

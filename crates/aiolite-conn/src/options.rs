@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::migrate::Migrations;
-use crate::Connection;
 
 /// The hook run on the worker thread right after a connection opens.
 pub(crate) type InitHook =
@@ -129,7 +128,7 @@ pub(crate) enum Target {
     Memory,
 }
 
-/// Options for opening a [`Connection`]: a builder taking and returning `self`.
+/// Options for opening a [`Connection`](crate::Connection): a builder taking and returning `self`.
 ///
 /// ```
 /// # async fn demo() -> aiolite_conn::Result<()> {
@@ -168,6 +167,21 @@ pub struct ConnectOptions {
     pub(crate) migrate_on_open: bool,
     /// Set by [`DatabaseBuilder::group_commit`](crate::DatabaseBuilder::group_commit), on the writer only.
     pub(crate) group_commit: bool,
+}
+
+impl ConnectOptions {
+    /// Runs the migrations set with `migrate_on_open` on a connection being
+    /// opened (never on a pool's reader): the worker calls it before the
+    /// connection serves anything.
+    pub(crate) fn migrate_at_open(&self, conn: &mut rusqlite::Connection) -> Result<()> {
+        match (&self.migrations, self.migrate_on_open, self.role) {
+            (Some(set), true, role) if role != Role::Reader => {
+                crate::migrate::run(conn, set, None).map_err(Error::Migration)?;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 impl ConnectOptions {
@@ -254,7 +268,7 @@ impl ConnectOptions {
         self
     }
 
-    /// Rows in the first chunk a [`Connection::stream`] fetches. Default: 64.
+    /// Rows in the first chunk a [`Connection::stream`](crate::Connection::stream) fetches. Default: 64.
     /// A value of 0 is taken as 1.
     ///
     /// While the stream is read, each next chunk doubles, up to 4096 rows or
@@ -284,7 +298,7 @@ impl ConnectOptions {
     /// `None` (the default) is autocommit: each statement commits unless you
     /// open a transaction. `Some(behavior)` makes every INSERT, UPDATE, DELETE or
     /// REPLACE run outside a transaction open one first (`BEGIN <behavior>`), to be
-    /// ended by [`Connection::commit`] or [`Connection::rollback`], as Python's
+    /// ended by [`Connection::commit`](crate::Connection::commit) or [`Connection::rollback`](crate::Connection::rollback), as Python's
     /// legacy transaction control does.
     pub fn isolation_level(mut self, level: Option<TransactionBehavior>) -> Self {
         self.isolation_level = level;
@@ -334,7 +348,7 @@ impl ConnectOptions {
         self
     }
 
-    /// The migrations [`Connection::migrate`] applies. Default: none.
+    /// The migrations [`Connection::migrate`](crate::Connection::migrate) applies. Default: none.
     pub fn migrations(mut self, migrations: Migrations) -> Self {
         self.migrations = Some(migrations);
         self
@@ -346,18 +360,6 @@ impl ConnectOptions {
     pub fn migrate_on_open(mut self, on: bool) -> Self {
         self.migrate_on_open = on;
         self
-    }
-
-    /// Opens the connection: spawns its worker thread and configures it.
-    ///
-    /// # Errors
-    /// [`Error::Open`] naming the path when SQLite cannot open or configure the
-    /// file; the init hook's error.
-    ///
-    /// # Cancel safety
-    /// Dropping the future before it completes closes the half-opened connection.
-    pub async fn open(&self) -> Result<Connection> {
-        Connection::open_with(self.clone()).await
     }
 
     pub(crate) fn display_path(&self) -> PathBuf {

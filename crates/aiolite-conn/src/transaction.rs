@@ -4,9 +4,14 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use crate::connection::{Channel, Connection};
-use crate::error::Result;
-use crate::worker::{Deferred, Kind, LeaseControl, Message};
+use tokio::sync::mpsc;
+
+use crate::connection::{Channel, Connection, Spin};
+use crate::error::{Error, Result};
+use crate::options::TransactionBehavior;
+use crate::worker::{
+    caller_identity, Deferred, Kind, Lease, LeaseControl, Message, OwnedTransaction,
+};
 
 /// An open transaction, from [`Connection::begin`].
 ///
@@ -269,5 +274,193 @@ impl fmt::Debug for Transaction {
         f.debug_struct("Transaction")
             .field("connection", &self.conn)
             .finish()
+    }
+}
+
+/// Beginning a transaction: the guard form (`begin`, whose lease the guard
+/// owns) and the closure form (`transaction`, one request on the worker).
+impl Connection {
+    /// Begins a `DEFERRED` transaction and returns its guard.
+    ///
+    /// While the guard is alive it owns the connection: requests from other
+    /// handles wait until it commits, rolls back or is dropped, so no other
+    /// task's statement can land inside it. Requests on the connection itself
+    /// from the task holding the guard fail at once with
+    /// [`Error::InsideOwnTransaction`] (they would wait for the guard); use
+    /// the guard's own methods.
+    ///
+    /// ```
+    /// # async fn demo(conn: aiolite_conn::Connection) -> aiolite_conn::Result<()> {
+    /// let tx = conn.begin().await?;
+    /// tx.execute("UPDATE accounts SET balance = balance - 10 WHERE id = 1", ()).await?;
+    /// tx.execute("UPDATE accounts SET balance = balance + 10 WHERE id = 2", ()).await?;
+    /// tx.commit().await?; // dropped without commit: rolled back
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// SQLite's error; "cannot start a transaction within a transaction" if
+    /// one was opened with `execute("BEGIN")`.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: if the future is dropped, a transaction it began is rolled
+    /// back and the connection is released.
+    pub async fn begin(&self) -> Result<Transaction> {
+        self.begin_with(TransactionBehavior::Deferred).await
+    }
+
+    /// Begins a transaction with the given locking behavior; see
+    /// [`begin`](Connection::begin).
+    ///
+    /// # Errors
+    /// As [`begin`](Connection::begin); `SQLITE_BUSY` for `Immediate` or
+    /// `Exclusive` when another connection keeps the write lock past the busy
+    /// timeout.
+    ///
+    /// # Cancel safety
+    /// Cancel safe, as [`begin`](Connection::begin).
+    pub async fn begin_with(&self, behavior: TransactionBehavior) -> Result<Transaction> {
+        let (lease_tx, lease_rx) = mpsc::channel(self.queue_bound());
+        let control = Arc::new(LeaseControl::new(caller_identity()));
+        let lease = Lease {
+            rx: lease_rx,
+            control: Arc::clone(&control),
+            wake: lease_tx.downgrade(),
+        };
+        // Dropped before the answer is read, this future ends the lease (the
+        // guard it would have made is gone): the worker, if it started the
+        // lease, rolls back at once, and the caller is free of it at once.
+        // Dropped before the request runs, the lease never starts.
+        let unclaimed = EndUnclaimed(Some(Arc::clone(&control)));
+        self.channel()
+            .send(
+                move |w| {
+                    if w.group.enabled {
+                        w.group_begin()?;
+                    } else {
+                        w.conn.execute_batch(behavior.begin_sql())?;
+                    }
+                    w.start_lease(lease);
+                    Ok(())
+                },
+                Kind::Begin,
+                Spin::FirstPoll,
+            )
+            .await?;
+        let channel = Channel {
+            sender: lease_tx,
+            shared: Arc::clone(&self.channel().shared),
+            lease: Some(Arc::clone(&control)),
+            main: Some(self.channel().sender.downgrade()),
+        };
+        unclaimed.claimed();
+        Ok(Transaction::new(self.clone(), channel, control))
+    }
+
+    /// Runs `f` inside a `DEFERRED` transaction on the worker thread: commits
+    /// when it returns `Ok`, rolls back when it returns `Err` or panics. `f`
+    /// gets `&mut rusqlite::Transaction`, so it can nest savepoints
+    /// (`tx.savepoint()`).
+    ///
+    /// ```
+    /// # async fn demo(conn: aiolite_conn::Connection) -> aiolite_conn::Result<()> {
+    /// let moved = conn
+    ///     .transaction(|tx| {
+    ///         tx.execute("UPDATE accounts SET balance = balance - 10 WHERE id = 1", [])?;
+    ///         tx.execute("UPDATE accounts SET balance = balance + 10 WHERE id = 2", [])?;
+    ///         Ok::<_, aiolite_conn::Error>(10)
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// `f`'s error, or SQLite's (converted into `E`), or [`Error::Panic`].
+    ///
+    /// # Cancel safety
+    /// If the future is dropped before the transaction starts, it never runs;
+    /// once running it completes (commit or rollback) on the worker.
+    pub async fn transaction<F, T, E>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut rusqlite::Transaction<'_>) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<Error> + Send + 'static,
+    {
+        self.transaction_with(TransactionBehavior::Deferred, f)
+            .await
+    }
+
+    /// [`transaction`](Connection::transaction) with a chosen locking behavior.
+    ///
+    /// # Errors
+    /// As [`transaction`](Connection::transaction).
+    ///
+    /// # Cancel safety
+    /// As [`transaction`](Connection::transaction).
+    pub async fn transaction_with<F, T, E>(
+        &self,
+        behavior: TransactionBehavior,
+        f: F,
+    ) -> Result<T, E>
+    where
+        F: FnOnce(&mut rusqlite::Transaction<'_>) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<Error> + Send + 'static,
+    {
+        let behavior = match behavior {
+            TransactionBehavior::Deferred => rusqlite::TransactionBehavior::Deferred,
+            TransactionBehavior::Immediate => rusqlite::TransactionBehavior::Immediate,
+            TransactionBehavior::Exclusive => rusqlite::TransactionBehavior::Exclusive,
+        };
+        let r = self
+            .channel()
+            .run(move |w| {
+                let shared = Arc::clone(&w.shared);
+                let outcome = {
+                    let mut tx = w.conn.transaction_with_behavior(behavior)?;
+                    // The closure's transaction is a guard's: if SQLite rolls
+                    // it back inside `f` and `f` goes on, the commit hook
+                    // refuses the autocommit of every later write. Freed on
+                    // every way out, a panic in `f` included.
+                    let _owned = OwnedTransaction::new(&shared);
+                    match f(&mut tx) {
+                        Ok(_) if tx.is_autocommit() => {
+                            // Dropping `tx` tries a rollback, which finds
+                            // nothing to roll back.
+                            drop(tx);
+                            Err(E::from(Error::RolledBack { cause: None }))
+                        }
+                        Ok(v) => {
+                            shared.guard_commit(|| tx.commit())?;
+                            Ok(v)
+                        }
+                        // Dropping `tx` rolls back.
+                        Err(e) => Err(e),
+                    }
+                };
+                // It may have created TEMP objects or attached a database.
+                w.note_schema(None);
+                Ok(outcome)
+            })
+            .await;
+        r.unwrap_or_else(|e| Err(E::from(e)))
+    }
+}
+
+/// Ends a lease whose `begin` future went away before it made the guard.
+struct EndUnclaimed(Option<Arc<LeaseControl>>);
+
+impl EndUnclaimed {
+    /// The guard now owns the lease.
+    fn claimed(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for EndUnclaimed {
+    fn drop(&mut self) {
+        if let Some(control) = self.0.take() {
+            control.end();
+        }
     }
 }

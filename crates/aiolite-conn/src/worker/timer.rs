@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use tokio::sync::mpsc as queue;
 
-use crate::worker::Message;
+use super::Message;
 
 struct Alarm {
     at: Instant,

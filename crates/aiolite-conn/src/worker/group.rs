@@ -18,8 +18,8 @@ use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
+use super::Worker;
 use crate::error::{Error, Result};
-use crate::worker::Worker;
 
 /// The savepoint each member runs in. Members never overlap (each holds the
 /// writer's lease), so one name serves all.

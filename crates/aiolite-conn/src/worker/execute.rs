@@ -1,0 +1,248 @@
+//! Running statements for a request: prepare (through the statement cache,
+//! after the SQL checks), execute, fetch, describe, commit and rollback;
+//! Python's implicit BEGIN and the slow-statement log.
+
+use super::cursor::read_rows;
+use super::*;
+
+impl Worker {
+    pub(crate) fn rollback_if_open(&self, why: &str) {
+        if !self.conn.is_autocommit() {
+            tracing::debug!(why, "rolling back");
+            if let Err(e) = self.conn.execute_batch("ROLLBACK") {
+                tracing::warn!(error = %e, why, "rollback failed");
+            }
+        }
+    }
+
+    pub(super) fn prepare(&self, sql: &str) -> Result<CachedStatement<'_>> {
+        check_sql(sql)?;
+        let stmt = self
+            .conn
+            .prepare_cached(sql)
+            .map_err(|e| Error::with_sql(e, sql))?;
+        if self.read_batch.get() && !stmt.readonly() {
+            // It writes: it must run in autocommit as it would alone.
+            self.end_read_batch();
+        }
+        Ok(stmt)
+    }
+
+    /// Python's legacy transaction control: BEGIN before DML outside a transaction.
+    pub(super) fn implicit_begin(&self, sql: &str) -> Result<()> {
+        if let Some(level) = self.isolation_level {
+            if self.conn.is_autocommit() && is_dml(sql) {
+                self.conn.execute_batch(level.begin_sql())?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn log(&self, sql: &str, started: Instant) {
+        let elapsed = started.elapsed();
+        if elapsed >= self.slow_statement {
+            tracing::warn!(sql, ?elapsed, "slow statement");
+        } else {
+            tracing::debug!(sql, ?elapsed, "statement");
+        }
+    }
+
+    /// Prepares, binds and starts `sql`, hands the rows to `f`, then resets the
+    /// statement (which completes a DML statement's implicit transaction).
+    pub(super) fn query<P: Params + ?Sized, R>(
+        &self,
+        sql: &str,
+        params: &P,
+        f: impl FnOnce(&mut rusqlite::Rows<'_>) -> Result<R>,
+    ) -> Result<R> {
+        let started = Instant::now();
+        let mut stmt = self.prepare(sql)?;
+        params.bind(&mut stmt).map_err(|e| e.attach_sql(sql))?;
+        self.implicit_begin(sql)?;
+        let mut rows = stmt.raw_query();
+        let result = f(&mut rows).map_err(|e| e.attach_sql(sql));
+        drop(rows);
+        drop(stmt);
+        self.note_schema(Some(sql));
+        self.log(sql, started);
+        result
+    }
+
+    pub(crate) fn execute<P: Params + ?Sized>(&self, sql: &str, params: &P) -> Result<usize> {
+        let before = self.conn.total_changes();
+        self.query(sql, params, |rows| {
+            // Step to the end: `INSERT ... RETURNING` and friends run fully.
+            while rows.next()?.is_some() {}
+            Ok(())
+        })?;
+        // sqlite3_changes keeps the count of the last DML statement, so it would
+        // be stale after DDL or a SELECT; total_changes tells whether this
+        // statement changed anything at all.
+        Ok(if self.conn.total_changes() == before {
+            0
+        } else {
+            self.conn.changes() as usize
+        })
+    }
+
+    pub(crate) fn execute_insert<P: Params + ?Sized>(&self, sql: &str, params: &P) -> Result<i64> {
+        self.execute(sql, params)?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    pub(crate) fn execute_many<I, P>(&self, sql: &str, params: I) -> Result<usize>
+    where
+        I: IntoIterator,
+        I::Item: std::borrow::Borrow<P>,
+        P: Params + ?Sized,
+    {
+        let started = Instant::now();
+        let mut stmt = self.prepare(sql)?;
+        let mut total = 0;
+        for p in params {
+            std::borrow::Borrow::<P>::borrow(&p)
+                .bind(&mut stmt)
+                .map_err(|e| e.attach_sql(sql))?;
+            self.implicit_begin(sql)?;
+            let before = self.conn.total_changes();
+            let mut rows = stmt.raw_query();
+            while rows.next().map_err(|e| Error::with_sql(e, sql))?.is_some() {}
+            drop(rows);
+            if self.conn.total_changes() != before {
+                total += self.conn.changes() as usize;
+            }
+        }
+        self.log(sql, started);
+        Ok(total)
+    }
+
+    pub(crate) fn execute_script(&self, sql: &str) -> Result<()> {
+        check_nul(sql)?;
+        let started = Instant::now();
+        if self.isolation_level.is_some() && !self.conn.is_autocommit() {
+            // Python's executescript commits a pending transaction first.
+            self.conn.execute_batch("COMMIT")?;
+        }
+        let result = self
+            .conn
+            .execute_batch(sql)
+            .map_err(|e| Error::with_sql(e, sql));
+        self.note_schema(None);
+        result?;
+        self.log(sql, started);
+        Ok(())
+    }
+
+    /// The columns of a statement, from the cache when unchanged. Call it
+    /// after the first step: a cached statement whose schema changed is
+    /// re-prepared by that step and reports its old columns before it.
+    pub(super) fn columns_of(&self, sql: &str, stmt: &Statement<'_>) -> Columns {
+        const MAX_CACHED: usize = 512;
+        let current = stmt.columns();
+        let mut cache = self.columns.borrow_mut();
+        if let Some(known) = cache.get(sql) {
+            let same = known.len() == current.len()
+                && known
+                    .iter()
+                    .zip(current)
+                    .all(|(k, c)| k.name() == c.name() && k.decl_type() == c.decl_type());
+            if same {
+                return Arc::clone(known);
+            }
+        }
+        let fresh = columns_of(stmt);
+        if cache.len() >= MAX_CACHED {
+            cache.clear();
+        }
+        cache.insert(sql.to_owned(), Arc::clone(&fresh));
+        fresh
+    }
+
+    pub(crate) fn fetch_all<P: Params + ?Sized>(&self, sql: &str, params: &P) -> Result<Vec<Row>> {
+        self.query(sql, params, |rows| {
+            let (rows, _) = read_rows(rows, usize::MAX, &mut None, |s| self.columns_of(sql, s))?;
+            Ok(rows)
+        })
+    }
+
+    pub(crate) fn fetch_optional<P: Params + ?Sized>(
+        &self,
+        sql: &str,
+        params: &P,
+    ) -> Result<Option<Row>> {
+        self.query(sql, params, |rows| {
+            let (mut rows, _) = read_rows(rows, 1, &mut None, |s| self.columns_of(sql, s))?;
+            Ok(rows.pop())
+        })
+    }
+
+    /// Decodes up to `max` rows with `decoder`, on this thread.
+    pub(crate) fn decode_rows<P, D>(
+        &self,
+        sql: &str,
+        params: &P,
+        decoder: &mut D,
+        max: usize,
+    ) -> Result<Vec<D::Output>>
+    where
+        P: Params + ?Sized,
+        D: RowDecoder,
+    {
+        self.query(sql, params, |rows| {
+            let mut out = Vec::new();
+            while out.len() < max {
+                match rows.next()? {
+                    Some(row) => out.push(decoder.decode(row)?),
+                    None => break,
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    pub(crate) fn query_map<P, T, F>(&self, sql: &str, params: &P, mut f: F) -> Result<Vec<T>>
+    where
+        P: Params + ?Sized,
+        T: Send + 'static,
+        F: FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let mut decoder = move |row: &rusqlite::Row<'_>| Ok(f(row)?);
+        self.decode_rows(sql, params, &mut decoder, usize::MAX)
+    }
+
+    /// Whether SQLite calls the statement read-only (`sqlite3_stmt_readonly`).
+    pub(crate) fn is_read_only(&self, sql: &str) -> Result<bool> {
+        Ok(self.prepare(sql)?.readonly())
+    }
+
+    pub(crate) fn describe(&self, sql: &str) -> Result<Vec<Column>> {
+        check_sql(sql)?;
+        // Not from the statement cache: a cached statement reports the columns
+        // of the schema it was prepared against until it is next stepped.
+        let stmt = self
+            .conn
+            .prepare(sql)
+            .map_err(|e| Error::with_sql(e, sql))?;
+        Ok(columns_of(&stmt).to_vec())
+    }
+
+    /// The connection alias that statements and blobs kept open between
+    /// requests borrow (see `Worker::open`).
+    pub(crate) fn alias(&self) -> Rc<rusqlite::Connection> {
+        Rc::clone(&self.alias)
+    }
+
+    pub(crate) fn commit(&self) -> Result<()> {
+        if !self.conn.is_autocommit() {
+            self.conn.execute_batch("COMMIT")?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn rollback(&self) -> Result<()> {
+        if !self.conn.is_autocommit() {
+            self.conn.execute_batch("ROLLBACK")?;
+        }
+        Ok(())
+    }
+}
