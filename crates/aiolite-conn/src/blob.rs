@@ -6,7 +6,8 @@ use std::fmt;
 use rusqlite::blob::Blob as RawBlob;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::connection::{Channel, Connection, Held};
+use crate::channel::{Channel, Held};
+use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::worker::{Deferred, OpenBlob, Worker};
 
@@ -192,7 +193,7 @@ impl Connection {
                     conn.blob_open(c"main", table.as_str(), column.as_str(), rowid, read_only)
                 })?;
                 let len = open.borrow_dependent().len();
-                w.blobs.insert(id, open);
+                w.park_blob(id, open);
                 // From here the `Blob` owns the handle, before it is sent.
                 Ok(Blob {
                     _held: Held::new(&channel, Deferred::CloseBlob(id)),

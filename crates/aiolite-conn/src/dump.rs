@@ -10,7 +10,8 @@ use futures_core::Stream;
 use futures_util::stream::{self, BoxStream, StreamExt};
 use rusqlite::types::Value;
 
-use crate::connection::{Channel, Connection};
+use crate::channel::Channel;
+use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::stream::RowStream;
 use crate::transaction::Transaction;

@@ -15,6 +15,7 @@
 mod backup;
 mod blob;
 mod busy;
+mod channel;
 mod connection;
 mod dump;
 mod error;

@@ -6,12 +6,13 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::connection::{Connection, Resources, Sql};
+use crate::connection::{Connection, Resources};
 use crate::error::{Error, Result};
 use crate::options::{ConnectOptions, Role, Target, TransactionBehavior};
 use crate::params::Params;
 use crate::row::{Column, Row};
 use crate::row_decoder::RowDecoder;
+use crate::sql::Sql;
 use crate::sql::{refuse_transaction_control, writer_only, IntoSql};
 use crate::stream::RowStream;
 use crate::transaction::Transaction;

@@ -7,10 +7,11 @@ use std::task::{Context, Poll};
 
 use futures_core::Stream;
 
-use crate::connection::{Channel, Held, Sql};
+use crate::channel::{Channel, Held};
 use crate::error::Result;
 use crate::params::Params;
 use crate::row::Row;
+use crate::sql::Sql;
 use crate::worker::{Chunk, Deferred, ReadChunk, Worker};
 
 /// The stream's reader, lent to each fetch and given back with its chunk.

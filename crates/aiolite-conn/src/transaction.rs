@@ -6,11 +6,12 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use crate::connection::{Channel, Connection, Spin};
+use crate::channel::{Channel, Spin};
+use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::options::TransactionBehavior;
 use crate::worker::{
-    caller_identity, Deferred, Kind, Lease, LeaseControl, Message, OwnedTransaction,
+    caller_identity, Deferred, Kind, Lease, LeaseControl, Message, OwnedTransaction, Worker,
 };
 
 /// An open transaction, from [`Connection::begin`].
@@ -97,27 +98,18 @@ impl Transaction {
     /// transaction is rolled back; once started, the commit completes and is not
     /// followed by a rollback.
     pub async fn commit(self) -> Result<()> {
+        // Dropped here before the worker starts the request: the request is
+        // skipped, `self` goes with the future, and its drop ends the lease
+        // (rolled back). Dropped once it started: the COMMIT completes, and
+        // the lease ends with this request.
         let grouped = self
             .channel
-            .run_as(Kind::EndLease, |w| {
-                w.end_lease = true;
-                if let Some(dead) = w.dead_lease() {
-                    return Err(dead);
-                }
-                if w.group.in_member() {
-                    return w.group_release().map(Some);
-                }
-                let shared = Arc::clone(&w.shared);
-                let r = shared.guard_commit(|| w.conn.execute_batch("COMMIT"));
-                if r.is_err() {
-                    w.rollback_if_open("the commit failed");
-                }
-                r?;
-                Ok(None)
-            })
+            .run_as(Kind::EndLease, Worker::commit_lease)
             .await?;
         match grouped {
-            // Answered once the group's COMMIT ran (or failed).
+            // Answered once the group's COMMIT ran (or failed). Dropped
+            // while waiting: the member is committed with the group all the
+            // same; only its answer is lost.
             Some(outcome) => outcome.await.unwrap_or(Err(crate::Error::Closed)),
             None => Ok(()),
         }
@@ -132,18 +124,10 @@ impl Transaction {
     /// # Cancel safety
     /// The transaction is rolled back whether or not the future completes.
     pub async fn rollback(self) -> Result<()> {
+        // Dropped before it runs or while it runs: the rollback happens
+        // either way (here, or through the guard's drop).
         self.channel
-            .run_as(Kind::EndLease, |w| {
-                w.end_lease = true;
-                if w.dead_lease().is_some() {
-                    return Ok(());
-                }
-                if w.group.in_member() {
-                    w.group_rollback_member();
-                    return Ok(());
-                }
-                w.rollback()
-            })
+            .run_as(Kind::EndLease, Worker::rollback_lease)
             .await
     }
 }
@@ -334,15 +318,7 @@ impl Connection {
         let unclaimed = EndUnclaimed(Some(Arc::clone(&control)));
         self.channel()
             .send(
-                move |w| {
-                    if w.group.enabled {
-                        w.group_begin()?;
-                    } else {
-                        w.conn.execute_batch(behavior.begin_sql())?;
-                    }
-                    w.start_lease(lease);
-                    Ok(())
-                },
+                move |w| w.begin_lease(behavior, lease),
                 Kind::Begin,
                 Spin::FirstPoll,
             )

@@ -203,6 +203,11 @@ pub(super) fn read_block(
 }
 
 impl Worker {
+    /// Keeps a blob handle open for its `Blob`, under `id`.
+    pub(crate) fn park_blob(&mut self, id: u64, blob: OpenBlob) {
+        self.blobs.insert(id, blob);
+    }
+
     /// Starts a stream: the first chunk, and the statement parked for the rest.
     pub(crate) fn open_cursor<R: ReadChunk + ?Sized>(
         &mut self,

@@ -701,6 +701,56 @@ impl Worker {
         self.lease = Some(lease);
     }
 
+    /// A guard's `begin`: opens the transaction (or joins the open group on
+    /// a group-commit writer) and starts the lease the guard will own.
+    pub(crate) fn begin_lease(
+        &mut self,
+        behavior: TransactionBehavior,
+        lease: Lease,
+    ) -> Result<()> {
+        if self.group.enabled {
+            self.group_begin()?;
+        } else {
+            self.conn.execute_batch(behavior.begin_sql())?;
+        }
+        self.start_lease(lease);
+        Ok(())
+    }
+
+    /// A guard's `commit`: ends the lease after this request. `Some` for a
+    /// group member, answered once the group's COMMIT ran; a failed COMMIT
+    /// rolls the transaction back.
+    pub(crate) fn commit_lease(&mut self) -> Result<Option<oneshot::Receiver<Result<()>>>> {
+        self.end_lease = true;
+        if let Some(dead) = self.dead_lease() {
+            return Err(dead);
+        }
+        if self.group.in_member() {
+            return self.group_release().map(Some);
+        }
+        let shared = Arc::clone(&self.shared);
+        let r = shared.guard_commit(|| self.conn.execute_batch("COMMIT"));
+        if r.is_err() {
+            self.rollback_if_open("the commit failed");
+        }
+        r?;
+        Ok(None)
+    }
+
+    /// A guard's `rollback`: ends the lease after this request; a
+    /// transaction SQLite rolled back already is not an error.
+    pub(crate) fn rollback_lease(&mut self) -> Result<()> {
+        self.end_lease = true;
+        if self.dead_lease().is_some() {
+            return Ok(());
+        }
+        if self.group.in_member() {
+            self.group_rollback_member();
+            return Ok(());
+        }
+        self.rollback()
+    }
+
     /// Whether the worker is serving a transaction's lease.
     pub(crate) fn in_lease(&self) -> bool {
         self.serving.is_some()
