@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the baseline, aiolite and every peer on every workload of
-# shared/bench/WORKLOADS.md, then writes BENCHMARKS.md and benchmarks.svg.
+# benches/WORKLOADS.md, then writes BENCHMARKS.md and benchmarks.svg.
 #
 #   bash benches/run.sh                     # half the row counts, median of 3
 #   AIOLITE_BENCH_SCALE=1 bash benches/run.sh

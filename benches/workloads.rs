@@ -1,4 +1,4 @@
-//! The workloads of shared/bench/WORKLOADS.md for aiolite and for the
+//! The workloads of benches/WORKLOADS.md for aiolite and for the
 //! synchronous rusqlite baseline, in the same run. W1, W2, W4, W5 use one
 //! `Connection`; W3, W6, W7 use a `Database` (writer + 4 readers). W3held is
 //! W3 with a partly read stream held open on every reader (aiolite only).
