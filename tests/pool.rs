@@ -347,3 +347,48 @@ async fn a_pool_refuses_isolation_level() {
     assert!(matches!(err, Error::Options(_)), "{err:?}");
     assert!(err.to_string().contains("isolation_level"), "{err}");
 }
+
+/// Reported: `options()` dropped migrations given before it, and ignored the
+/// options' path while its doc said the path replaced the builder's.
+#[tokio::test]
+async fn builder_options_keep_migrations_and_refuse_a_second_path() {
+    use aiolite::migrate::{Migration, Migrations};
+    let set = || {
+        Migrations::new([Migration::new("V1__t", "CREATE TABLE t(x);").expect("name")])
+            .expect("set")
+    };
+    let (_dir, path) = common::temp_db("b.db");
+    // Migrations first, options after: both kept.
+    let db = Database::builder(&path)
+        .migrations(set())
+        .migrate_on_open(true)
+        .options(ConnectOptions::new(&path).synchronous(Synchronous::Normal))
+        .open()
+        .await
+        .expect("open");
+    assert_eq!(
+        common::scalar(
+            db.on_writer(),
+            "SELECT count(*) FROM refinery_schema_history"
+        )
+        .await,
+        1,
+        "migrated on open"
+    );
+    assert_eq!(
+        common::scalar(db.on_writer(), "PRAGMA synchronous").await,
+        1,
+        "NORMAL from the options"
+    );
+    db.close().await.expect("close");
+    // Options naming another database: an error at open, never a silent pick.
+    let (_other_dir, other) = common::temp_db("other.db");
+    let err = Database::builder(&path)
+        .options(ConnectOptions::new(&other))
+        .open()
+        .await
+        .expect_err("two paths");
+    assert!(matches!(err, Error::Options(_)), "{err:?}");
+    assert!(err.to_string().contains("other.db"), "{err}");
+    assert!(!other.exists(), "nothing was opened");
+}

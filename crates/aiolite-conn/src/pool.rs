@@ -73,6 +73,9 @@ pub struct DatabaseBuilder {
     options: ConnectOptions,
     readers: usize,
     group_commit: bool,
+    /// The database named by options given to `options()`, when it is not
+    /// the builder's: reported by `open`.
+    conflict: Option<std::path::PathBuf>,
 }
 
 impl DatabaseBuilder {
@@ -83,11 +86,31 @@ impl DatabaseBuilder {
         self
     }
 
-    /// The options every connection of the pool opens with (the path given
-    /// here replaces the builder's). Readers add `PRAGMA query_only = 1`.
+    /// The options every connection of the pool opens with. Readers add
+    /// `PRAGMA query_only = 1`.
+    ///
+    /// The pool's database is the builder's: options that name another
+    /// one make [`open`](DatabaseBuilder::open) fail rather than open either
+    /// silently. Migrations given with [`migrations`](DatabaseBuilder::migrations)
+    /// and [`migrate_on_open`](DatabaseBuilder::migrate_on_open) stay,
+    /// whichever is called first (the options' own migrations, if they have
+    /// some, win).
     pub fn options(mut self, options: ConnectOptions) -> Self {
+        let migrations = options
+            .migrations
+            .clone()
+            .or(self.options.migrations.take());
+        let migrate_on_open = options.migrate_on_open || self.options.migrate_on_open;
+        if options.target != self.options.target {
+            self.conflict = Some(options.display_path());
+        }
         let target = self.options.target.clone();
-        self.options = ConnectOptions { target, ..options };
+        self.options = ConnectOptions {
+            target,
+            migrations,
+            migrate_on_open,
+            ..options
+        };
         self
     }
 
@@ -153,6 +176,13 @@ impl DatabaseBuilder {
     /// # Cancel safety
     /// Dropping the future closes what was opened.
     pub async fn open(self) -> Result<Database> {
+        if let Some(other) = &self.conflict {
+            return Err(Error::Options(format!(
+                "DatabaseBuilder::options names {} but the builder {}: give the database once, to Database::builder",
+                other.display(),
+                self.options.display_path().display()
+            )));
+        }
         if self.options.isolation_level.is_some() {
             return Err(Error::Options(
                 "isolation_level is for a single Connection; a Database keeps transactions to begin() and transaction()".to_owned(),
@@ -232,6 +262,7 @@ impl Database {
             options: ConnectOptions::new(path),
             readers: 4,
             group_commit: false,
+            conflict: None,
         }
     }
 
