@@ -1,0 +1,58 @@
+//! `serialize` and `deserialize`: the database as one image.
+
+mod common;
+use aiolite::{Connection, Error};
+use common::scalar;
+
+async fn foo_table(conn: &Connection) {
+    conn.execute("create table foo (i integer, k charvar(250))", ())
+        .await
+        .expect("create");
+    conn.execute_many(
+        "insert into foo values (?, ?)",
+        [(1, "hello"), (2, "world")],
+    )
+    .await
+    .expect("insert");
+}
+
+async fn foo_rows(conn: &Connection) -> Vec<(i64, String)> {
+    conn.query_map("select * from foo", (), |r| Ok((r.get(0)?, r.get(1)?)))
+        .await
+        .expect("select")
+}
+
+#[tokio::test]
+async fn serialize_and_deserialize() {
+    let src = Connection::open_in_memory().await.expect("open");
+    foo_table(&src).await;
+    let image = src.serialize().await.expect("serialize");
+    assert_eq!(&image[..16], b"SQLite format 3\0");
+
+    let copy = Connection::open_in_memory().await.expect("open");
+    copy.deserialize(image).await.expect("deserialize");
+    assert_eq!(foo_rows(&copy).await, foo_rows(&src).await);
+    copy.execute("INSERT INTO foo VALUES (3, 'writable')", ())
+        .await
+        .expect("the image is writable");
+
+    let junk = Connection::open_in_memory().await.expect("open");
+    junk.deserialize(b"definitely not a database, but long enough to look at".to_vec())
+        .await
+        .expect("accepted as bytes");
+    let err = junk
+        .execute("SELECT * FROM sqlite_master", ())
+        .await
+        .expect_err("not a database");
+    assert!(err.to_string().contains("not a database"), "{err}");
+
+    let err = copy.deserialize(Vec::new()).await.expect_err("empty image");
+    assert!(matches!(err, Error::Options(_)), "{err:?}");
+    let empty = Connection::open_in_memory().await.expect("open");
+    let image = empty
+        .serialize()
+        .await
+        .expect("serialize an empty database");
+    copy.deserialize(image).await.expect("an empty database");
+    assert_eq!(scalar(&copy, "SELECT count(*) FROM sqlite_master").await, 0);
+}
