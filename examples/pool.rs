@@ -14,7 +14,7 @@ const ACCOUNTS: i64 = 100;
 const START_BALANCE: i64 = 1_000;
 
 #[tokio::main]
-async fn main() -> aiolite::Result<()> {
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = std::env::temp_dir().join("aiolite-pool.db");
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
@@ -91,8 +91,7 @@ async fn main() -> aiolite::Result<()> {
     }
 
     for t in tasks {
-        t.await
-            .map_err(|e| aiolite::Error::Options(e.to_string()))??;
+        t.await??;
     }
     let total: i64 = db
         .fetch_one("SELECT sum(balance) FROM accounts", ())
@@ -106,5 +105,6 @@ async fn main() -> aiolite::Result<()> {
         ACCOUNTS * START_BALANCE
     );
     assert_eq!(total, ACCOUNTS * START_BALANCE, "money was created or lost");
-    db.close().await
+    db.close().await?;
+    Ok(())
 }

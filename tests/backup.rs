@@ -113,7 +113,7 @@ async fn backup_progress_page_by_page() {
 async fn backup_refusals() {
     let db = Connection::open_in_memory().await.expect("open");
     let err = db.backup_to(&db).await.expect_err("into itself");
-    assert!(matches!(err, Error::Options(_)), "{err:?}");
+    assert!(matches!(err, Error::Misuse(_)), "{err:?}");
 
     let other = Connection::open_in_memory().await.expect("open");
     let err = db
@@ -163,7 +163,7 @@ async fn opposite_backups_at_once_do_not_deadlock() {
     for r in [&x, &y] {
         if let Err(e) = r {
             assert!(
-                matches!(e, Error::Options(m) if m.contains("backup in progress")),
+                matches!(e, Error::Misuse(m) if m.contains("backup in progress")),
                 "{e:?}"
             );
         }

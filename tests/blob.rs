@@ -24,7 +24,7 @@ async fn blob_io() {
         .write_at(1022, b"too long".to_vec())
         .await
         .expect_err("does not grow");
-    assert!(matches!(err, Error::Options(_)), "{err:?}");
+    assert!(matches!(err, Error::Misuse(_)), "{err:?}");
     assert!(
         blob.read_at(usize::MAX, 2).await.is_err(),
         "overflowing range"

@@ -260,7 +260,7 @@ async fn function_errors_and_arity() {
         .create_function("bad", 200, FunctionFlags::empty(), |_| Ok(1))
         .await
         .expect_err("arity out of range");
-    assert!(matches!(err, Error::Options(_)), "{err:?}");
+    assert!(matches!(err, Error::Misuse(_)), "{err:?}");
 
     conn.create_function("variadic", -1, FunctionFlags::SQLITE_INNOCUOUS, |ctx| {
         Ok(ctx.len() as i64)

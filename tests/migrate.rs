@@ -280,7 +280,7 @@ async fn migrate_to_on_open_and_on_a_connection() {
         .await;
     assert!(matches!(failing, Err(Error::Migration(_))), "{failing:?}");
     let none = Connection::open_in_memory().await.expect("open");
-    assert!(matches!(none.migrate().await, Err(Error::Options(_))));
+    assert!(matches!(none.migrate().await, Err(Error::Config(_))));
 }
 
 #[tokio::test]

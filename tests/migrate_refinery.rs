@@ -222,5 +222,5 @@ proptest! {
 #[tokio::test]
 async fn a_missing_folder_is_an_error() {
     let err = Migrations::from_dir("tests/fixtures/no_such_folder").expect_err("missing");
-    assert!(matches!(err, Error::Options(_)), "{err:?}");
+    assert!(matches!(err, Error::Io { .. }), "{err:?}");
 }

@@ -344,7 +344,7 @@ async fn a_pool_refuses_isolation_level() {
         .open()
         .await
         .expect_err("implicit transactions would be rolled back after each request");
-    assert!(matches!(err, Error::Options(_)), "{err:?}");
+    assert!(matches!(err, Error::Config(_)), "{err:?}");
     assert!(err.to_string().contains("isolation_level"), "{err}");
 }
 
@@ -388,7 +388,7 @@ async fn builder_options_keep_migrations_and_refuse_a_second_path() {
         .open()
         .await
         .expect_err("two paths");
-    assert!(matches!(err, Error::Options(_)), "{err:?}");
+    assert!(matches!(err, Error::Config(_)), "{err:?}");
     assert!(err.to_string().contains("other.db"), "{err}");
     assert!(!other.exists(), "nothing was opened");
 }

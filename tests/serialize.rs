@@ -47,7 +47,7 @@ async fn serialize_and_deserialize() {
     assert!(err.to_string().contains("not a database"), "{err}");
 
     let err = copy.deserialize(Vec::new()).await.expect_err("empty image");
-    assert!(matches!(err, Error::Options(_)), "{err:?}");
+    assert!(matches!(err, Error::Misuse(_)), "{err:?}");
     let empty = Connection::open_in_memory().await.expect("open");
     let image = empty
         .serialize()

@@ -141,7 +141,7 @@ impl<'a> Backup<'a> {
             progress,
         } = self;
         let schema = CString::new(schema)
-            .map_err(|_| Error::Options("a schema name cannot contain NUL".to_owned()))?;
+            .map_err(|_| Error::Misuse("a schema name cannot contain NUL".to_owned()))?;
         let job = Job {
             source: Arc::clone(&source.channel().shared),
             pages,
@@ -198,7 +198,7 @@ fn backup_error(w: &Worker, rc: i32) -> Error {
 impl Job {
     fn run(mut self, w: &mut Worker) -> Result<()> {
         if Arc::ptr_eq(&self.source, &w.shared) {
-            return Err(Error::Options(
+            return Err(Error::Misuse(
                 "a connection cannot be backed up into itself".to_owned(),
             ));
         }
@@ -213,12 +213,12 @@ impl Job {
             // backups makes SQLite report it locked at every step of one of
             // them: refuse clearly instead of retrying forever.
             if target.handle.pinned() {
-                return Err(Error::Options(
+                return Err(Error::Misuse(
                     "the target is the source of a backup in progress".to_owned(),
                 ));
             }
             if source.handle.filling() {
-                return Err(Error::Options(
+                return Err(Error::Misuse(
                     "the source is the target of a backup in progress".to_owned(),
                 ));
             }
@@ -320,7 +320,7 @@ impl Connection {
     /// # Errors
     /// SQLite's error (e.g. the target is in a transaction: "destination
     /// database is in use"); [`Error::Closed`] if either connection closes
-    /// during the backup; [`Error::Options`] when `target` is this connection.
+    /// during the backup; [`Error::Misuse`] when `target` is this connection.
     ///
     /// # Cancel safety
     /// Dropping the future stops the backup after the current step; the
@@ -373,7 +373,7 @@ impl Connection {
         let path = path
             .as_ref()
             .to_str()
-            .ok_or_else(|| Error::Options("the path is not valid UTF-8".to_owned()))?
+            .ok_or_else(|| Error::Misuse("VACUUM INTO needs a UTF-8 path".to_owned()))?
             .to_owned();
         self.channel()
             .run(move |w| {

@@ -61,7 +61,7 @@ fn with_blob<R>(
     let open = w
         .blobs
         .get_mut(&id)
-        .ok_or(Error::Cancelled("the blob handle was already closed"))?;
+        .ok_or_else(|| Error::Misuse("the blob handle was already closed".to_owned()))?;
     Ok(open.with_dependent_mut(|_, blob| f(blob))?)
 }
 
@@ -79,7 +79,7 @@ impl Blob {
     fn range(&self, offset: usize, len: usize) -> Result<()> {
         match offset.checked_add(len) {
             Some(end) if end <= self.len => Ok(()),
-            _ => Err(Error::Options(format!(
+            _ => Err(Error::Misuse(format!(
                 "bytes {offset}..{offset}+{len} are outside the blob's {} bytes",
                 self.len
             ))),
@@ -89,7 +89,7 @@ impl Blob {
     /// Reads `len` bytes from `offset`.
     ///
     /// # Errors
-    /// [`Error::Options`] for a range past the end; `SQLITE_ABORT` when the
+    /// [`Error::Misuse`] for a range past the end; `SQLITE_ABORT` when the
     /// row changed since the handle was opened.
     ///
     /// # Cancel safety
@@ -111,7 +111,7 @@ impl Blob {
     /// Writes `data` at `offset` (in the current transaction, or its own).
     ///
     /// # Errors
-    /// [`Error::Options`] for a range past the end (a blob does not grow);
+    /// [`Error::Misuse`] for a range past the end (a blob does not grow);
     /// `SQLITE_READONLY` for a handle opened read-only; `SQLITE_ABORT` when
     /// the row changed since the handle was opened.
     ///

@@ -243,7 +243,7 @@ impl Connection {
     /// [`Error::Migration`], carrying what was applied before the failure:
     /// an applied migration changed (divergent) or gone (missing), a new
     /// versioned migration below the applied ones, a failing migration (rolled
-    /// back whole). [`Error::Options`] when no migrations were given.
+    /// back whole). [`Error::Config`] when no migrations were given.
     ///
     /// # Cancel safety
     /// A migration the run had started completes or rolls back whole; the
@@ -265,7 +265,7 @@ impl Connection {
 
     async fn migrate_up_to(&self, target: Option<i32>) -> Result<MigrationReport> {
         let set = self.inner.migrations.clone().ok_or_else(|| {
-            Error::Options("no migrations were given: use ConnectOptions::migrations or DatabaseBuilder::migrations".to_owned())
+            Error::Config("no migrations were given: use ConnectOptions::migrations or DatabaseBuilder::migrations".to_owned())
         })?;
         self.channel()
             .run(move |w| {

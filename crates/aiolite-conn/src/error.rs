@@ -51,8 +51,9 @@ pub enum Error {
     #[error("the connection is closed")]
     Closed,
 
-    /// The request was dropped by the connection before it ran: the
-    /// transaction or stream it belonged to had already ended.
+    /// The request was stopped before it finished because its caller or
+    /// what it depended on went away: a backup whose caller left, the later
+    /// parameter sets of an `execute_many` whose earlier set failed.
     #[error("the request was cancelled: {0}")]
     Cancelled(&'static str),
 
@@ -138,9 +139,27 @@ pub enum Error {
         sql: Option<String>,
     },
 
-    /// Invalid connect options or `sqlite:` URL.
-    #[error("invalid connect options: {0}")]
-    Options(String),
+    /// Configuration that cannot be honored: connect options, a `sqlite:`
+    /// URL, a pragma, a pool's builder, migrations asked for but not given.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+
+    /// A call that cannot be made now, or with these arguments: what was
+    /// asked and why not (a blob range past its end, a function arity SQLite
+    /// cannot take, a backup into its own source, `deserialize` inside a
+    /// transaction, a handle already closed, ...).
+    #[error("{0}")]
+    Misuse(String),
+
+    /// Reading or writing a file outside SQLite failed (a migrations folder).
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
 
     /// A migration run stopped; the error carries the report of what it
     /// applied before.
@@ -344,8 +363,8 @@ impl Error {
     /// The class Python's `sqlite3` would raise for this error.
     pub fn kind(&self) -> ErrorKind {
         match self.extended_code() {
-            // A non-SQLite error copied for a group commit's members
-            // (`duplicate`) keeps the kind such errors have.
+            // Code 0 (SQLITE_OK) is never SQLite's: an open that failed
+            // before SQLite ran (the worker thread could not be spawned).
             Some(0) => return ErrorKind::Operational,
             Some(extended) => return kind_of_code(extended & 0xff),
             None => {}
@@ -355,7 +374,8 @@ impl Error {
             Error::Panic { .. } => ErrorKind::Internal,
             Error::Rusqlite(rusqlite::Error::ToSqlConversionFailure(_)) => ErrorKind::Interface,
             Error::Rusqlite(_) => ErrorKind::Database,
-            Error::Options(_)
+            Error::Config(_)
+            | Error::Io { .. }
             | Error::Cancelled(_)
             | Error::Migration(_)
             | Error::RolledBack { .. }
@@ -367,9 +387,71 @@ impl Error {
     }
 
     /// The same error again, for each of several callers it answers (a
-    /// group commit's members). SQLite's errors are copied whole.
+    /// group commit's members): the same variant with the same fields. Only
+    /// what cannot be copied is carried as text: a rusqlite error without
+    /// an SQLite code and a migration error become [`Error::Misuse`] with
+    /// their message, an I/O error keeps its kind and message.
     pub(crate) fn duplicate(&self) -> Error {
         match self {
+            Error::Open {
+                path,
+                code,
+                extended_code,
+                message,
+            } => Error::Open {
+                path: path.clone(),
+                code: *code,
+                extended_code: *extended_code,
+                message: message.clone(),
+            },
+            Error::Panic { message } => Error::Panic {
+                message: message.clone(),
+            },
+            Error::Decode {
+                index,
+                column,
+                field,
+                expected,
+                found,
+            } => Error::Decode {
+                index: *index,
+                column: column.clone(),
+                field: field.clone(),
+                expected,
+                found: found.clone(),
+            },
+            Error::ColumnNotFound(name) => Error::ColumnNotFound(name.clone()),
+            Error::ColumnIndexOutOfRange { index, len } => Error::ColumnIndexOutOfRange {
+                index: *index,
+                len: *len,
+            },
+            Error::ParameterCount {
+                expected,
+                given,
+                sql,
+            } => Error::ParameterCount {
+                expected: *expected,
+                given: *given,
+                sql: sql.clone(),
+            },
+            Error::ParameterName(why) => Error::ParameterName(why.clone()),
+            Error::MultipleStatements { sql } => Error::MultipleStatements { sql: sql.clone() },
+            Error::NulInSql { offset } => Error::NulInSql { offset: *offset },
+            Error::NoRows { sql } => Error::NoRows { sql: sql.clone() },
+            Error::Config(why) => Error::Config(why.clone()),
+            Error::Misuse(why) => Error::Misuse(why.clone()),
+            Error::Io { path, source } => Error::Io {
+                path: path.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            Error::Rusqlite(rusqlite::Error::SqliteFailure(e, message)) => Error::Sqlite {
+                code: e.code,
+                extended_code: e.extended_code,
+                message: message.clone().unwrap_or_else(|| e.to_string()),
+                sql: None,
+            },
+            Error::Rusqlite(other) => Error::Misuse(other.to_string()),
+            Error::Migration(m) => Error::Misuse(m.to_string()),
             Error::Sqlite {
                 code,
                 extended_code,
@@ -394,12 +476,6 @@ impl Error {
                 limit: *limit,
             },
             Error::TransactionControl(what) => Error::TransactionControl(what),
-            other => Error::Sqlite {
-                code: ErrorCode::Unknown,
-                extended_code: 0,
-                message: other.to_string(),
-                sql: None,
-            },
         }
     }
 
@@ -426,38 +502,42 @@ impl Error {
         self
     }
 
-    /// Converts a rusqlite error, attaching the SQL that produced it.
-    pub(crate) fn with_sql(err: rusqlite::Error, sql: &str) -> Error {
-        match err {
-            rusqlite::Error::SqliteFailure(e, message) => Error::Sqlite {
-                code: e.code,
-                extended_code: e.extended_code,
-                message: message.unwrap_or_else(|| e.to_string()),
-                sql: Some(sql.to_owned()),
+    /// The one way an open fails: SQLite's error while opening or
+    /// configuring `path` becomes [`Error::Open`] naming it; any other error
+    /// (a pragma option refused, the init hook's) is passed on as it is.
+    pub(crate) fn opening(path: &std::path::Path, e: Error) -> Error {
+        match e {
+            Error::Sqlite {
+                code,
+                extended_code,
+                message,
+                ..
+            } => Error::Open {
+                path: path.to_owned(),
+                code,
+                extended_code,
+                message,
             },
-            // Only rusqlite's `modern_sqlite` (turned on by `bundled`) reports it.
-            #[cfg(feature = "bundled")]
-            rusqlite::Error::SqlInputError {
-                error, msg, offset, ..
-            } => Error::Sqlite {
-                code: error.code,
-                extended_code: error.extended_code,
-                message: format!("{msg} (at offset {offset})"),
-                sql: Some(sql.to_owned()),
-            },
-            rusqlite::Error::MultipleStatement => Error::MultipleStatements {
-                sql: sql.to_owned(),
-            },
-            rusqlite::Error::InvalidParameterCount(given, expected) => Error::ParameterCount {
-                expected,
-                given,
-                sql: Some(sql.to_owned()),
-            },
-            rusqlite::Error::QueryReturnedNoRows => Error::NoRows {
-                sql: Some(sql.to_owned()),
-            },
-            other => Error::from(other),
+            Error::Rusqlite(other) => Error::open_failed(path, other.to_string()),
+            other => other,
         }
+    }
+
+    /// [`Error::Open`] for a failure SQLite did not report (no result code).
+    pub(crate) fn open_failed(path: &std::path::Path, message: String) -> Error {
+        Error::Open {
+            path: path.to_owned(),
+            code: ErrorCode::Unknown,
+            extended_code: 0,
+            message,
+        }
+    }
+
+    /// Converts a rusqlite error, attaching the SQL that produced it: the
+    /// one mapping (`From<rusqlite::Error>`), then the SQL where the error
+    /// has room for it.
+    pub(crate) fn with_sql(err: rusqlite::Error, sql: &str) -> Error {
+        Error::from(err).attach_sql(sql)
     }
 }
 
@@ -503,11 +583,14 @@ impl From<rusqlite::Error> for Error {
             // Only rusqlite's `modern_sqlite` (turned on by `bundled`) reports it.
             #[cfg(feature = "bundled")]
             rusqlite::Error::SqlInputError {
-                error, msg, sql, ..
+                error,
+                msg,
+                sql,
+                offset,
             } => Error::Sqlite {
                 code: error.code,
                 extended_code: error.extended_code,
-                message: msg,
+                message: format!("{msg} (at offset {offset})"),
                 sql: Some(sql),
             },
             rusqlite::Error::InvalidParameterCount(given, expected) => Error::ParameterCount {
@@ -839,6 +922,69 @@ mod tests {
         let err = Error::from(conn.prepare("SELECT 1").expect_err("denied"));
         assert_eq!(err.code(), Some(ErrorCode::AuthorizationForStatementDenied));
         assert_eq!(err.kind(), ErrorKind::Database);
+    }
+
+    /// Reported: `duplicate()` turned every variant but a few into an
+    /// `Error::Sqlite` with code Unknown, so a group member saw another kind.
+    #[test]
+    fn duplicate_keeps_the_variant() {
+        let cases = [
+            Error::Config("c".into()),
+            Error::Misuse("m".into()),
+            Error::Io {
+                path: "p".into(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "gone"),
+            },
+            Error::Decode {
+                index: 1,
+                column: "c".into(),
+                field: Some("T.f".into()),
+                expected: "i64",
+                found: "TEXT".into(),
+            },
+            Error::ColumnNotFound("x".into()),
+            Error::NoRows {
+                sql: Some("SELECT 1".into()),
+            },
+            Error::Panic {
+                message: "boom".into(),
+            },
+            Error::NulInSql { offset: 3 },
+            Error::Closed,
+            Error::EmptySql,
+        ];
+        for e in cases {
+            let copy = e.duplicate();
+            assert_eq!(
+                std::mem::discriminant(&copy),
+                std::mem::discriminant(&e),
+                "{e:?}"
+            );
+            assert_eq!(copy.to_string(), e.to_string());
+            assert_eq!(copy.kind(), e.kind());
+        }
+    }
+
+    /// One rusqlite-to-Error mapping: with the SQL or without, the same
+    /// variant and message (it used to differ for a syntax error's offset).
+    #[test]
+    fn with_sql_is_the_one_mapping_plus_the_sql() {
+        let conn = rusqlite::Connection::open_in_memory().expect("open");
+        let fresh = || conn.prepare("SELECT * FROM").expect_err("syntax");
+        let plain = Error::from(fresh());
+        let with = Error::with_sql(fresh(), "SELECT * FROM");
+        match (&plain, &with) {
+            (
+                Error::Sqlite { message: a, .. },
+                Error::Sqlite {
+                    message: b, sql, ..
+                },
+            ) => {
+                assert_eq!(a, b);
+                assert_eq!(sql.as_deref(), Some("SELECT * FROM"));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

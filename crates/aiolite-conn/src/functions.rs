@@ -65,7 +65,7 @@ fn check_arity(n_args: i32) -> Result<()> {
     if (-1..=127).contains(&n_args) {
         Ok(())
     } else {
-        Err(Error::Options(format!(
+        Err(Error::Misuse(format!(
             "a SQL function takes -1 (any number) to 127 arguments, not {n_args}"
         )))
     }
@@ -175,7 +175,7 @@ impl Connection {
     ///
     /// # Errors
     /// SQLite's error (e.g. the name is too long, or the function is in use
-    /// by a running statement); [`Error::Options`] for an arity outside -1..=127.
+    /// by a running statement); [`Error::Misuse`](crate::Error::Misuse) for an arity outside -1..=127.
     ///
     /// # Cancel safety
     /// Cancel safe: once queued, the registration happens.

@@ -86,12 +86,12 @@ impl Migration {
     /// recognised as applied; see the [module doc](self).)
     ///
     /// # Errors
-    /// [`Error::Options`] for a name that is not `V{n}__{name}` or
+    /// [`Error::Migration`] ([`MigrationErrorKind::Invalid`]) for a name that is not `V{n}__{name}` or
     /// `U{n}__{name}` in full (the name letters, digits and `_`).
     pub fn new(file_name: &str, sql: &str) -> Result<Migration> {
         let stem = file_name.strip_suffix(".sql").unwrap_or(file_name);
         let invalid = |why: &dyn fmt::Display| {
-            Error::Options(format!(
+            invalid_set(format!(
                 "{file_name:?} is not a migration name (V{{n}}__{{name}}.sql or U{{n}}__{{name}}.sql, the name letters, digits and _): {why}"
             ))
         };
@@ -184,12 +184,12 @@ impl Migrations {
     /// A set from migrations.
     ///
     /// # Errors
-    /// [`Error::Options`] when two migrations share a version.
+    /// [`Error::Migration`] ([`MigrationErrorKind::Invalid`]) when two migrations share a version.
     pub fn new(migrations: impl IntoIterator<Item = Migration>) -> Result<Migrations> {
         let mut list: Vec<Migration> = migrations.into_iter().collect();
         list.sort_by_key(|m| m.version);
         if let Some(w) = list.windows(2).find(|w| w[0].version == w[1].version) {
-            return Err(Error::Options(format!(
+            return Err(invalid_set(format!(
                 "two migrations have version {}: {} and {}",
                 w[0].version,
                 w[0].label(),
@@ -214,12 +214,14 @@ impl Migrations {
     /// file is skipped with a `warn` event.
     ///
     /// # Errors
-    /// [`Error::Options`] when the directory or a file in it cannot be read, a
-    /// file is misnamed as above, or two files share a version.
+    /// [`Error::Io`] when the directory or a file in it cannot be read;
+    /// [`Error::Migration`] ([`MigrationErrorKind::Invalid`]) when a file is
+    /// misnamed as above or two files share a version.
     pub fn from_dir(dir: impl AsRef<Path>) -> Result<Migrations> {
         let dir = dir.as_ref();
-        let unreadable = |what: &Path, e: &dyn fmt::Display| {
-            Error::Options(format!("cannot read {}: {e}", what.display()))
+        let unreadable = |what: &Path, e: &dyn fmt::Display| Error::Io {
+            path: what.to_owned(),
+            source: std::io::Error::other(e.to_string()),
         };
         let found: Vec<PathBuf> =
             refinery_core::find_migration_files(dir, refinery_core::MigrationType::Sql)
@@ -236,7 +238,7 @@ impl Migrations {
             }
             let file = entry.file_name().to_string_lossy();
             if let Some(why) = misnamed(&file) {
-                return Err(Error::Options(format!(
+                return Err(invalid_set(format!(
                     "{} is not read as a migration: {why}",
                     path.display()
                 )));
@@ -250,7 +252,10 @@ impl Migrations {
         }
         let mut list = Vec::with_capacity(found.len());
         for path in &found {
-            let sql = std::fs::read_to_string(path).map_err(|e| unreadable(path, &e))?;
+            let sql = std::fs::read_to_string(path).map_err(|source| Error::Io {
+                path: path.clone(),
+                source,
+            })?;
             let file = path
                 .file_name()
                 .map(|f| f.to_string_lossy())
@@ -317,6 +322,15 @@ fn misnamed(file: &str) -> Option<&'static str> {
         return None;
     };
     Some(why)
+}
+
+/// A set that cannot be built: a bad name, two files with one version, a
+/// misnamed file in the folder.
+fn invalid_set(why: String) -> Error {
+    Error::Migration(Box::new(MigrationError {
+        kind: MigrationErrorKind::Invalid(why),
+        report: MigrationReport::default(),
+    }))
 }
 
 /// What the history holds for one version.

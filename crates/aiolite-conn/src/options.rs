@@ -71,7 +71,7 @@ impl FromStr for JournalMode {
             "memory" => JournalMode::Memory,
             "wal" => JournalMode::Wal,
             "off" => JournalMode::Off,
-            _ => return Err(Error::Options(format!("unknown journal_mode {s:?}"))),
+            _ => return Err(Error::Config(format!("unknown journal_mode {s:?}"))),
         })
     }
 }
@@ -105,7 +105,7 @@ impl FromStr for Synchronous {
             "normal" | "1" => Synchronous::Normal,
             "full" | "2" => Synchronous::Full,
             "extra" | "3" => Synchronous::Extra,
-            _ => return Err(Error::Options(format!("unknown synchronous {s:?}"))),
+            _ => return Err(Error::Config(format!("unknown synchronous {s:?}"))),
         })
     }
 }
@@ -446,7 +446,7 @@ impl FromStr for ConnectOptions {
     fn from_str(url: &str) -> Result<Self> {
         let rest = url
             .strip_prefix("sqlite:")
-            .ok_or_else(|| Error::Options(format!("{url:?} does not start with `sqlite:`")))?;
+            .ok_or_else(|| Error::Config(format!("{url:?} does not start with `sqlite:`")))?;
         let rest = rest.strip_prefix("//").unwrap_or(rest);
         let (path, query) = match rest.split_once('?') {
             Some((p, q)) => (p, Some(q)),
@@ -454,7 +454,7 @@ impl FromStr for ConnectOptions {
         };
         let path = percent_decode(path)?;
         if path.is_empty() {
-            return Err(Error::Options(format!("{url:?} names no database")));
+            return Err(Error::Config(format!("{url:?} names no database")));
         }
         let mut opts = ConnectOptions::new(&path);
         for pair in query
@@ -471,7 +471,7 @@ impl FromStr for ConnectOptions {
                     "rwc" => opts = opts.read_only(false).create_if_missing(true),
                     "memory" => opts.target = Target::Memory,
                     other => {
-                        return Err(Error::Options(format!(
+                        return Err(Error::Config(format!(
                             "mode={other:?}: expected ro, rw, rwc or memory"
                         )))
                     }
@@ -481,17 +481,17 @@ impl FromStr for ConnectOptions {
                 "foreign_keys" => opts = opts.foreign_keys(parse_bool(key, &value)?),
                 "busy_timeout" => {
                     let ms = value.parse::<u64>().map_err(|_| {
-                        Error::Options(format!("busy_timeout={value:?}: expected milliseconds"))
+                        Error::Config(format!("busy_timeout={value:?}: expected milliseconds"))
                     })?;
                     opts = opts.busy_timeout(Duration::from_millis(ms));
                 }
                 "cache_capacity" => {
                     let n = value.parse::<usize>().map_err(|_| {
-                        Error::Options(format!("cache_capacity={value:?}: expected a count"))
+                        Error::Config(format!("cache_capacity={value:?}: expected a count"))
                     })?;
                     opts = opts.statement_cache_capacity(n);
                 }
-                other => return Err(Error::Options(format!("unknown URL parameter {other:?}"))),
+                other => return Err(Error::Config(format!("unknown URL parameter {other:?}"))),
             }
         }
         Ok(opts)
@@ -502,7 +502,7 @@ fn parse_bool(key: &str, value: &str) -> Result<bool> {
     match value.to_ascii_lowercase().as_str() {
         "1" | "true" | "on" | "yes" => Ok(true),
         "0" | "false" | "off" | "no" => Ok(false),
-        _ => Err(Error::Options(format!(
+        _ => Err(Error::Config(format!(
             "{key}={value:?}: expected true or false"
         ))),
     }
@@ -518,7 +518,7 @@ fn percent_decode(s: &str) -> Result<String> {
                 .get(i + 1..i + 3)
                 .and_then(|h| std::str::from_utf8(h).ok())
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| Error::Options(format!("bad percent escape in {s:?}")))?;
+                .ok_or_else(|| Error::Config(format!("bad percent escape in {s:?}")))?;
             out.push(hex);
             i += 3;
         } else {
@@ -526,7 +526,7 @@ fn percent_decode(s: &str) -> Result<String> {
             i += 1;
         }
     }
-    String::from_utf8(out).map_err(|_| Error::Options(format!("{s:?} decodes to invalid UTF-8")))
+    String::from_utf8(out).map_err(|_| Error::Config(format!("{s:?} decodes to invalid UTF-8")))
 }
 
 #[cfg(test)]
@@ -564,7 +564,7 @@ mod tests {
             "sqlite:x.db?busy_timeout=soon",
         ] {
             let err = bad.parse::<ConnectOptions>().expect_err(bad);
-            assert!(matches!(err, Error::Options(_)), "{bad}: {err}");
+            assert!(matches!(err, Error::Config(_)), "{bad}: {err}");
         }
     }
 

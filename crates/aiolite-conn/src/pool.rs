@@ -35,7 +35,7 @@ use crate::worker::{Decoded, ReadChunk, RowBlocks};
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> aiolite_conn::Result<()> {
-/// # let dir = tempfile::tempdir().map_err(|e| aiolite_conn::Error::Options(e.to_string()))?;
+/// # let dir = tempfile::tempdir().map_err(|e| aiolite_conn::Error::Config(e.to_string()))?;
 /// use aiolite_conn::Database;
 ///
 /// let db = Database::builder(dir.path().join("app.db")).readers(4).open().await?;
@@ -168,7 +168,7 @@ impl DatabaseBuilder {
     ///
     /// # Errors
     /// The first connection's error; connections already open are closed.
-    /// [`Error::Options`] for options a pool cannot honor: an
+    /// [`Error::Config`] for options a pool cannot honor: an
     /// `isolation_level` (its implicit transactions would be rolled back after
     /// every request, since only [`Database::begin`] may keep the writer in a
     /// transaction).
@@ -177,14 +177,14 @@ impl DatabaseBuilder {
     /// Dropping the future closes what was opened.
     pub async fn open(self) -> Result<Database> {
         if let Some(other) = &self.conflict {
-            return Err(Error::Options(format!(
+            return Err(Error::Config(format!(
                 "DatabaseBuilder::options names {} but the builder {}: give the database once, to Database::builder",
                 other.display(),
                 self.options.display_path().display()
             )));
         }
         if self.options.isolation_level.is_some() {
-            return Err(Error::Options(
+            return Err(Error::Config(
                 "isolation_level is for a single Connection; a Database keeps transactions to begin() and transaction()".to_owned(),
             ));
         }

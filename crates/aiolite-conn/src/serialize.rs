@@ -35,14 +35,14 @@ impl Connection {
         self.channel()
             .run(move |w| {
                 if !w.conn.is_autocommit() {
-                    return Err(Error::Options(
+                    return Err(Error::Misuse(
                         "cannot replace the database inside a transaction".to_owned(),
                     ));
                 }
                 if bytes.is_empty() {
                     // SQLite cannot take a zero-byte image (its allocation
                     // of nothing fails); an empty file is an empty database.
-                    return Err(Error::Options(
+                    return Err(Error::Misuse(
                         "an empty image: serialize() of an empty database gives its header pages, not zero bytes".to_owned(),
                     ));
                 }

@@ -275,9 +275,11 @@ impl Worker {
         if let (Some(age), Some(limit)) = (self.expired.remove(&id), self.snapshot_limit) {
             return Err(Error::SnapshotTooOld { age, limit });
         }
-        let mut parked = self.cursors.remove(&id).ok_or(Error::Cancelled(
-            "the stream's statement was already finalized",
-        ))?;
+        // Not reachable through a stream, which stops at its end, at its
+        // transaction's end and at a stopped snapshot before it asks again.
+        let mut parked = self.cursors.remove(&id).ok_or_else(|| {
+            Error::Misuse("the stream's statement was already finalized".to_owned())
+        })?;
         if let Some(limit) = self.snapshot_limit {
             let age = parked.opened.elapsed();
             if age > limit {

@@ -13,42 +13,15 @@ impl Worker {
     ) -> Result<Worker> {
         crate::sqlite::check_linked_version();
         let path = opts.display_path();
-        let open_error = |e: rusqlite::Error| match e {
-            rusqlite::Error::SqliteFailure(f, msg) => Error::Open {
-                path: path.clone(),
-                code: f.code,
-                extended_code: f.extended_code,
-                message: msg.unwrap_or_else(|| f.to_string()),
-            },
-            other => Error::Open {
-                path: path.clone(),
-                code: rusqlite::ErrorCode::Unknown,
-                extended_code: 0,
-                message: other.to_string(),
-            },
-        };
         let mut conn = {
             let _guard = crate::sqlite::open_close_guard();
             let conn = rusqlite::Connection::open_with_flags(&path, opts.open_flags())
-                .map_err(open_error)?;
+                .map_err(|e| Error::opening(&path, Error::from(e)))?;
             // The first pragmas touch the file; keep them under the lock too
             // (where there is one: only an SQLite older than 3.51.2 needs it).
             if let Err(e) = configure(&conn, opts) {
                 let _ = conn.close();
-                return Err(match e {
-                    Error::Sqlite {
-                        code,
-                        extended_code,
-                        message,
-                        ..
-                    } => Error::Open {
-                        path,
-                        code,
-                        extended_code,
-                        message,
-                    },
-                    other => other,
-                });
+                return Err(Error::opening(&path, e));
             }
             conn
         };
@@ -150,14 +123,14 @@ pub(super) fn configure(conn: &rusqlite::Connection, opts: &ConnectOptions) -> R
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
         {
-            return Err(Error::Options(format!("{name:?} is not a pragma name")));
+            return Err(Error::Config(format!("{name:?} is not a pragma name")));
         }
         retry_busy(opts.busy_timeout, || {
             if name == "journal_mode" {
                 let got: String =
                     conn.pragma_update_and_check(None, "journal_mode", &value, |r| r.get(0))?;
                 if !got.eq_ignore_ascii_case(&value) {
-                    return Err(Error::Options(format!(
+                    return Err(Error::Config(format!(
                         "journal_mode={value} was asked for, but SQLite kept {got}"
                     )));
                 }

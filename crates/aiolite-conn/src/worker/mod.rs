@@ -479,12 +479,7 @@ pub(crate) async fn spawn(
             }
             worker.serve(rx);
         })
-        .map_err(|e| Error::Open {
-            path,
-            code: rusqlite::ErrorCode::Unknown,
-            extended_code: 0,
-            message: format!("cannot spawn the worker thread: {e}"),
-        })?;
+        .map_err(|e| Error::open_failed(&path, format!("cannot spawn the worker thread: {e}")))?;
     let interrupt = ready_rx.await.map_err(|_| Error::Closed)??;
     Ok((tx, interrupt, WorkerThread { handle, exited }))
 }
@@ -645,8 +640,9 @@ impl Worker {
                     w.publish_resources();
                 }),
                 Some(Message::Close(reply)) => {
-                    let _ = reply.send(Err(Error::Cancelled(
-                        "close is not available inside a transaction",
+                    let _ = reply.send(Err(Error::Misuse(
+                        "close is not available inside a transaction: commit or roll it back first"
+                            .to_owned(),
                     )));
                 }
                 None => return true,
