@@ -4,9 +4,9 @@
 
 pub use aiolite_conn::{
     functions, hooks, named_params, Backup, BackupProgress, Blob, Column, ConnectOptions,
-    Connection, Database, DatabaseBuilder, Dump, Error, ErrorCode, ErrorKind, IntoSql, JournalMode,
-    Limit, NamedParams, Params, Resources, Result, Row, RowDecoder, RowIndex, RowStream, Savepoint,
-    Synchronous, Transaction, TransactionBehavior, Value,
+    Connection, Database, DatabaseBuilder, Dump, Error, ErrorCode, ErrorKind, Handle, IntoSql,
+    JournalMode, Limit, NamedParams, Params, Resources, Result, Row, RowDecoder, RowIndex,
+    RowStream, Savepoint, Synchronous, Transaction, TransactionBehavior, Value,
 };
 
 /// Schema migrations: sets, reports, errors. Build a set with

@@ -47,6 +47,7 @@ pub use error::{Error, ErrorCode, ErrorKind, Result};
 pub use options::{ConnectOptions, JournalMode, Synchronous, TransactionBehavior};
 pub use params::{NamedParams, Params};
 pub use pool::{Database, DatabaseBuilder};
+pub use query_methods::Handle;
 pub use row::{Column, Row, RowIndex};
 pub use row_decoder::RowDecoder;
 pub use rusqlite;

@@ -6,17 +6,17 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::channel::Channel;
 use crate::connection::{Connection, Resources};
 use crate::error::{Error, Result};
 use crate::options::{ConnectOptions, Role, Target, TransactionBehavior};
 use crate::params::Params;
-use crate::row::{Column, Row};
-use crate::row_decoder::RowDecoder;
+use crate::query_methods::Route;
 use crate::sql::Sql;
-use crate::sql::{refuse_transaction_control, writer_only, IntoSql};
+use crate::sql::{refuse_transaction_control, writer_only};
 use crate::stream::RowStream;
 use crate::transaction::Transaction;
-use crate::worker::{Decoded, ReadChunk, RowBlocks};
+use crate::worker::ReadChunk;
 
 /// A pool on one SQLite file: one writer connection and N reader connections,
 /// each with its own worker thread. A cheap `Clone + Send + Sync` handle: put
@@ -433,233 +433,22 @@ impl Database {
     /// transaction would wait for that transaction (or, on a reader, not see
     /// its writes, while a `:memory:` pool, whose one connection is the
     /// writer, would wait): refused alike everywhere.
-    fn refuse_own_lease(&self) -> Result<()> {
-        if self.inner.writer.channel().shared.leased_by_caller() {
-            return Err(Error::InsideOwnTransaction);
+    /// The connection a statement goes to (see `query_methods`).
+    pub(crate) async fn target(&self, sql: &str, to: Route) -> Result<&Channel> {
+        match to {
+            Route::BySql => Ok(self.route(sql).await?.channel()),
+            Route::Writer => {
+                refuse_transaction_control(sql)?;
+                Ok(self.inner.writer.channel())
+            }
+            Route::WriterAsIs => Ok(self.inner.writer.channel()),
         }
-        Ok(())
     }
 
-    /// Runs one statement on the connection it routes to; see
-    /// [`Connection::execute`].
-    ///
-    /// # Errors
-    /// As [`Connection::execute`].
-    ///
-    /// # Cancel safety
-    /// As [`Connection::execute`].
-    pub async fn execute<P: Params>(&self, sql: impl IntoSql, params: P) -> Result<usize> {
-        let sql = sql.into_sql();
-        self.route(&sql).await?.execute(sql, params).await
-    }
-
-    /// Runs one INSERT on the writer and returns the new rowid.
-    ///
-    /// # Errors
-    /// As [`Connection::execute_insert`].
-    ///
-    /// # Cancel safety
-    /// As [`Connection::execute`].
-    pub async fn execute_insert<P: Params>(&self, sql: impl IntoSql, params: P) -> Result<i64> {
-        let sql = sql.into_sql();
-        refuse_transaction_control(&sql)?;
-        self.inner.writer.execute_insert(sql, params).await
-    }
-
-    /// Runs one statement per parameter set on the writer.
-    ///
-    /// # Errors
-    /// As [`Connection::execute_many`].
-    ///
-    /// # Cancel safety
-    /// As [`Connection::execute`].
-    pub async fn execute_many<I>(&self, sql: impl IntoSql, params: I) -> Result<usize>
-    where
-        I: IntoIterator + Send + 'static,
-        I::Item: Params,
-    {
-        let sql = sql.into_sql();
-        refuse_transaction_control(&sql)?;
-        self.inner.writer.execute_many(sql, params).await
-    }
-
-    /// Runs a script on the writer.
-    ///
-    /// # Errors
-    /// As [`Connection::execute_script`].
-    ///
-    /// # Cancel safety
-    /// As [`Connection::execute`].
-    pub async fn execute_script(&self, sql: impl IntoSql) -> Result<()> {
-        let sql = sql.into_sql();
-        self.inner
-            .writer
-            .channel()
-            .run(move |w| {
-                w.execute_script(&sql)?;
-                if !w.conn.is_autocommit() {
-                    // `BEGIN; ...; COMMIT;` scripts (a dump's) are fine; one
-                    // that leaves its transaction open would be rolled back
-                    // after this request, silently.
-                    w.rollback_if_open("a script left a transaction open on the pool's writer");
-                    return Err(Error::TransactionControl(
-                        "the script left a transaction open; it was rolled back",
-                    ));
-                }
-                Ok(())
-            })
-            .await
-    }
-
-    /// All rows of a query, from the connection it routes to.
-    ///
-    /// # Errors
-    /// As [`Connection::fetch_all`].
-    ///
-    /// # Cancel safety
-    /// As [`Connection::execute`].
-    pub async fn fetch_all<P: Params>(&self, sql: impl IntoSql, params: P) -> Result<Vec<Row>> {
-        let sql = sql.into_sql();
-        self.route(&sql).await?.fetch_all(sql, params).await
-    }
-
-    /// The first row of a query; [`Error::NoRows`] if there is none.
-    ///
-    /// # Errors
-    /// As [`Connection::fetch_one`].
-    ///
-    /// # Cancel safety
-    /// As [`Connection::execute`].
-    pub async fn fetch_one<P: Params>(&self, sql: impl IntoSql, params: P) -> Result<Row> {
-        let sql = sql.into_sql();
-        self.route(&sql).await?.fetch_one(sql, params).await
-    }
-
-    /// The first row of a query, if any.
-    ///
-    /// # Errors
-    /// As [`Connection::fetch_optional`].
-    ///
-    /// # Cancel safety
-    /// As [`Connection::execute`].
-    pub async fn fetch_optional<P: Params>(
-        &self,
-        sql: impl IntoSql,
-        params: P,
-    ) -> Result<Option<Row>> {
-        let sql = sql.into_sql();
-        self.route(&sql).await?.fetch_optional(sql, params).await
-    }
-
-    /// Maps each row with `f` on the worker of the connection the query
-    /// routes to.
-    ///
-    /// # Errors
-    /// As [`Connection::query_map`].
-    ///
-    /// # Cancel safety
-    /// As [`Connection::execute`].
-    pub async fn query_map<P, T, F>(&self, sql: impl IntoSql, params: P, f: F) -> Result<Vec<T>>
-    where
-        P: Params,
-        T: Send + 'static,
-        F: FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T> + Send + 'static,
-    {
-        let sql = sql.into_sql();
-        self.route(&sql).await?.query_map(sql, params, f).await
-    }
-
-    /// Decodes every row on the worker of the connection the query routes
-    /// to; see [`Connection::fetch_all_with`].
-    ///
-    /// # Errors
-    /// As [`Connection::fetch_all_with`].
-    ///
-    /// # Cancel safety
-    /// As [`Connection::execute`].
-    pub async fn fetch_all_with<P: Params, D: RowDecoder>(
-        &self,
-        sql: impl IntoSql,
-        params: P,
-        decoder: D,
-    ) -> Result<Vec<D::Output>> {
-        let sql = sql.into_sql();
-        self.route(&sql)
-            .await?
-            .fetch_all_with(sql, params, decoder)
-            .await
-    }
-
-    /// The first row, decoded on the worker, if any; see
-    /// [`Connection::fetch_optional_with`].
-    ///
-    /// # Errors
-    /// As [`Connection::fetch_all_with`].
-    ///
-    /// # Cancel safety
-    /// As [`Connection::execute`].
-    pub async fn fetch_optional_with<P: Params, D: RowDecoder>(
-        &self,
-        sql: impl IntoSql,
-        params: P,
-        decoder: D,
-    ) -> Result<Option<D::Output>> {
-        let sql = sql.into_sql();
-        self.route(&sql)
-            .await?
-            .fetch_optional_with(sql, params, decoder)
-            .await
-    }
-
-    /// The first row, decoded on the worker; see
-    /// [`Connection::fetch_one_with`].
-    ///
-    /// # Errors
-    /// As [`Connection::fetch_one_with`].
-    ///
-    /// # Cancel safety
-    /// As [`Connection::execute`].
-    pub async fn fetch_one_with<P: Params, D: RowDecoder>(
-        &self,
-        sql: impl IntoSql,
-        params: P,
-        decoder: D,
-    ) -> Result<D::Output> {
-        let sql = sql.into_sql();
-        self.route(&sql)
-            .await?
-            .fetch_one_with(sql, params, decoder)
-            .await
-    }
-
-    /// Streams a query's rows from a reader (from the writer if it writes,
-    /// e.g. `INSERT ... RETURNING`): an open read on the writer would pin a
-    /// WAL snapshot and hold back checkpoints. As [`Connection::stream`],
-    /// nothing is sent until the stream is first polled.
-    pub fn stream<P: Params>(&self, sql: impl IntoSql, params: P) -> RowStream {
-        self.stream_reading(
-            sql.into_sql(),
-            Box::new(params),
-            Box::new(RowBlocks::default()),
-        )
-    }
-
-    /// Streams a query's rows decoded with `decoder` on the worker; routed as
-    /// [`stream`](Self::stream).
-    pub fn stream_with<P: Params, D: RowDecoder>(
-        &self,
-        sql: impl IntoSql,
-        params: P,
-        decoder: D,
-    ) -> RowStream<D::Output> {
-        self.stream_reading(
-            sql.into_sql(),
-            Box::new(params),
-            Box::new(Decoded::new(decoder)),
-        )
-    }
-
-    fn stream_reading<T: Send + 'static>(
+    /// A stream whose connection is chosen at its first poll: a reader,
+    /// the writer if it writes (`INSERT ... RETURNING`). An open read on
+    /// the writer would pin a WAL snapshot and hold back checkpoints.
+    pub(crate) fn stream_of<T: Send + 'static>(
         &self,
         sql: Sql,
         params: Box<dyn Params>,
@@ -671,15 +460,16 @@ impl Database {
         RowStream::routed(route, sql, params, reader)
     }
 
-    /// The columns a statement would return.
-    ///
-    /// # Errors
-    /// As [`Connection::describe`].
-    ///
-    /// # Cancel safety
-    /// Cancel safe.
-    pub async fn describe(&self, sql: impl IntoSql) -> Result<Vec<Column>> {
-        self.inner.writer.describe(sql).await
+    /// The writer is shared: a script may not leave a transaction open on it.
+    pub(crate) fn scripts_must_close(&self) -> bool {
+        true
+    }
+
+    fn refuse_own_lease(&self) -> Result<()> {
+        if self.inner.writer.channel().shared.leased_by_caller() {
+            return Err(Error::InsideOwnTransaction);
+        }
+        Ok(())
     }
 
     /// Runs `f` on a reader's worker (a `query_only` connection).
@@ -892,3 +682,6 @@ mod tests {
         }
     }
 }
+
+crate::query_methods::impl_query_methods!(Database);
+crate::query_methods::impl_handle!(Database, write);

@@ -1,8 +1,174 @@
-//! The statement methods shared by [`Connection`](crate::Connection) and
-//! [`Transaction`](crate::Transaction), written once. Each type provides
-//! `fn channel(&self) -> &Channel`: the connection's queue, or the
-//! transaction's lease.
+//! The statement methods, written once for every handle: [`Connection`],
+//! [`Transaction`], [`Savepoint`] and [`Database`].
+//!
+//! Each handle provides three hooks, the only place they differ: `target`
+//! (the queue a statement goes to: the connection's, a transaction's lease,
+//! or for a pool the connection the statement routes to), `stream_of` (a
+//! stream on that queue; a pool's picks its connection at the first poll),
+//! and `scripts_must_close` (a pool's writer is shared, so a script may not
+//! leave a transaction open on it). The macros below write the methods
+//! against the hooks, and [`Handle`] (sealed, extended by aiolite-query's
+//! typed `Executor`) offers the same methods to generic code.
+//!
+//! [`Connection`]: crate::Connection
+//! [`Transaction`]: crate::Transaction
+//! [`Savepoint`]: crate::Savepoint
+//! [`Database`]: crate::Database
 
+use std::future::Future;
+
+use crate::error::Result;
+use crate::params::Params;
+use crate::row::{Column, Row};
+use crate::row_decoder::RowDecoder;
+use crate::sql::IntoSql;
+use crate::stream::RowStream;
+
+/// Where a statement goes on a pool (a single connection has one queue).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// Where SQLite and the pool's rules route this SQL text.
+    BySql,
+    /// The writer; transaction control is refused there.
+    Writer,
+    /// The writer, for a script or a `describe`.
+    WriterAsIs,
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// The statement methods of every handle, for generic code: implemented by
+/// [`Connection`](crate::Connection), [`Transaction`](crate::Transaction),
+/// [`Savepoint`](crate::Savepoint) and [`Database`](crate::Database) (whose
+/// own methods of the same names are what plain code calls), and extended by
+/// aiolite's typed `Executor`. Sealed: aiolite's handles are the only
+/// implementations.
+///
+/// ```
+/// use aiolite_conn::{Handle, Result};
+///
+/// /// Works on a connection, a transaction, a savepoint or a pool alike.
+/// async fn count(h: &impl Handle, table: &str) -> Result<i64> {
+///     h.fetch_one(format!("SELECT count(*) FROM {table}"), ()).await?.get(0)
+/// }
+/// ```
+///
+/// Each method is the handle's method of the same name: see
+/// [`Connection::execute`](crate::Connection::execute) and its neighbours
+/// for errors and cancel safety, which are the same here.
+pub trait Handle: sealed::Sealed + Sync {
+    /// [`Connection::execute`](crate::Connection::execute).
+    fn execute<P: Params>(
+        &self,
+        sql: impl IntoSql,
+        params: P,
+    ) -> impl Future<Output = Result<usize>> + Send;
+
+    /// [`Connection::execute_insert`](crate::Connection::execute_insert).
+    fn execute_insert<P: Params>(
+        &self,
+        sql: impl IntoSql,
+        params: P,
+    ) -> impl Future<Output = Result<i64>> + Send;
+
+    /// [`Connection::execute_many`](crate::Connection::execute_many).
+    fn execute_many<I>(
+        &self,
+        sql: impl IntoSql,
+        params: I,
+    ) -> impl Future<Output = Result<usize>> + Send
+    where
+        I: IntoIterator + Send + 'static,
+        I::IntoIter: Send,
+        I::Item: Params;
+
+    /// [`Connection::execute_script`](crate::Connection::execute_script).
+    fn execute_script(&self, sql: impl IntoSql) -> impl Future<Output = Result<()>> + Send;
+
+    /// [`Connection::fetch_all`](crate::Connection::fetch_all).
+    fn fetch_all<P: Params>(
+        &self,
+        sql: impl IntoSql,
+        params: P,
+    ) -> impl Future<Output = Result<Vec<Row>>> + Send;
+
+    /// [`Connection::fetch_one`](crate::Connection::fetch_one).
+    fn fetch_one<P: Params>(
+        &self,
+        sql: impl IntoSql,
+        params: P,
+    ) -> impl Future<Output = Result<Row>> + Send;
+
+    /// [`Connection::fetch_optional`](crate::Connection::fetch_optional).
+    fn fetch_optional<P: Params>(
+        &self,
+        sql: impl IntoSql,
+        params: P,
+    ) -> impl Future<Output = Result<Option<Row>>> + Send;
+
+    /// [`Connection::query_map`](crate::Connection::query_map).
+    fn query_map<P, T, F>(
+        &self,
+        sql: impl IntoSql,
+        params: P,
+        f: F,
+    ) -> impl Future<Output = Result<Vec<T>>> + Send
+    where
+        P: Params,
+        T: Send + 'static,
+        F: FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T> + Send + 'static;
+
+    /// [`Connection::fetch_all_with`](crate::Connection::fetch_all_with).
+    fn fetch_all_with<P: Params, D: RowDecoder>(
+        &self,
+        sql: impl IntoSql,
+        params: P,
+        decoder: D,
+    ) -> impl Future<Output = Result<Vec<D::Output>>> + Send;
+
+    /// [`Connection::fetch_optional_with`](crate::Connection::fetch_optional_with).
+    fn fetch_optional_with<P: Params, D: RowDecoder>(
+        &self,
+        sql: impl IntoSql,
+        params: P,
+        decoder: D,
+    ) -> impl Future<Output = Result<Option<D::Output>>> + Send;
+
+    /// [`Connection::fetch_one_with`](crate::Connection::fetch_one_with).
+    fn fetch_one_with<P: Params, D: RowDecoder>(
+        &self,
+        sql: impl IntoSql,
+        params: P,
+        decoder: D,
+    ) -> impl Future<Output = Result<D::Output>> + Send;
+
+    /// [`Connection::describe`](crate::Connection::describe).
+    fn describe(&self, sql: impl IntoSql) -> impl Future<Output = Result<Vec<Column>>> + Send;
+
+    /// [`Connection::stream`](crate::Connection::stream).
+    fn stream<P: Params>(&self, sql: impl IntoSql, params: P) -> RowStream;
+
+    /// [`Connection::stream_with`](crate::Connection::stream_with).
+    fn stream_with<P: Params, D: RowDecoder>(
+        &self,
+        sql: impl IntoSql,
+        params: P,
+        decoder: D,
+    ) -> RowStream<D::Output>;
+
+    /// Runs `f` on the worker that writes: [`Connection::call`]
+    /// (crate::Connection::call) on a connection or transaction,
+    /// [`Database::write`](crate::Database::write) on a pool.
+    #[doc(hidden)]
+    fn __write<F, T>(&self, f: F) -> impl Future<Output = Result<T>> + Send
+    where
+        F: FnOnce(&mut rusqlite::Connection) -> Result<T> + Send + 'static,
+        T: Send + 'static;
+}
+
+/// The statement methods of a handle, written against its hooks.
 macro_rules! impl_query_methods {
     ($ty:ty) => {
         impl $ty {
@@ -31,7 +197,10 @@ macro_rules! impl_query_methods {
                 params: P,
             ) -> $crate::Result<usize> {
                 let sql = $crate::IntoSql::into_sql(sql);
-                self.channel().run(move |w| w.execute(&sql, &params)).await
+                self.target(&sql, $crate::query_methods::Route::BySql)
+                    .await?
+                    .run(move |w| w.execute(&sql, &params))
+                    .await
             }
 
             /// Runs one INSERT and returns the rowid of the inserted row
@@ -48,7 +217,8 @@ macro_rules! impl_query_methods {
                 params: P,
             ) -> $crate::Result<i64> {
                 let sql = $crate::IntoSql::into_sql(sql);
-                self.channel()
+                self.target(&sql, $crate::query_methods::Route::Writer)
+                    .await?
                     .run(move |w| w.execute_insert(&sql, &params))
                     .await
             }
@@ -80,7 +250,9 @@ macro_rules! impl_query_methods {
                 I::Item: $crate::Params,
             {
                 let sql = $crate::IntoSql::into_sql(sql);
-                let channel = self.channel();
+                let channel = self
+                    .target(&sql, $crate::query_methods::Route::Writer)
+                    .await?;
                 if channel.is_lease() {
                     return channel.execute_many_in_chunks(sql, params).await;
                 }
@@ -99,7 +271,26 @@ macro_rules! impl_query_methods {
             /// As [`execute`](Self::execute).
             pub async fn execute_script(&self, sql: impl $crate::IntoSql) -> $crate::Result<()> {
                 let sql = $crate::IntoSql::into_sql(sql);
-                self.channel().run(move |w| w.execute_script(&sql)).await
+                let shared_writer = self.scripts_must_close();
+                self.target(&sql, $crate::query_methods::Route::WriterAsIs)
+                    .await?
+                    .run(move |w| {
+                        w.execute_script(&sql)?;
+                        if shared_writer && !w.conn.is_autocommit() {
+                            // `BEGIN; ...; COMMIT;` scripts (a dump's) are
+                            // fine; one that leaves its transaction open on a
+                            // pool's writer would be rolled back after this
+                            // request, silently.
+                            w.rollback_if_open(
+                                "a script left a transaction open on the pool's writer",
+                            );
+                            return Err($crate::Error::TransactionControl(
+                                "the script left a transaction open; it was rolled back",
+                            ));
+                        }
+                        Ok(())
+                    })
+                    .await
             }
 
             /// Runs a query and returns all its rows.
@@ -115,7 +306,8 @@ macro_rules! impl_query_methods {
                 params: P,
             ) -> $crate::Result<Vec<$crate::Row>> {
                 let sql = $crate::IntoSql::into_sql(sql);
-                self.channel()
+                self.target(&sql, $crate::query_methods::Route::BySql)
+                    .await?
                     .run_query($crate::sql::looks_like_read(&sql), move |w| {
                         w.fetch_all(&sql, &params)
                     })
@@ -136,7 +328,8 @@ macro_rules! impl_query_methods {
                 params: P,
             ) -> $crate::Result<$crate::Row> {
                 let sql = $crate::IntoSql::into_sql(sql);
-                self.channel()
+                self.target(&sql, $crate::query_methods::Route::BySql)
+                    .await?
                     .run_query($crate::sql::looks_like_read(&sql), move |w| {
                         w.fetch_optional(&sql, &params)?
                             .ok_or_else(|| $crate::Error::NoRows {
@@ -159,7 +352,8 @@ macro_rules! impl_query_methods {
                 params: P,
             ) -> $crate::Result<Option<$crate::Row>> {
                 let sql = $crate::IntoSql::into_sql(sql);
-                self.channel()
+                self.target(&sql, $crate::query_methods::Route::BySql)
+                    .await?
                     .run_query($crate::sql::looks_like_read(&sql), move |w| {
                         w.fetch_optional(&sql, &params)
                     })
@@ -189,7 +383,8 @@ macro_rules! impl_query_methods {
                     + 'static,
             {
                 let sql = $crate::IntoSql::into_sql(sql);
-                self.channel()
+                self.target(&sql, $crate::query_methods::Route::BySql)
+                    .await?
                     .run_query($crate::sql::looks_like_read(&sql), move |w| {
                         w.query_map(&sql, &params, f)
                     })
@@ -215,7 +410,8 @@ macro_rules! impl_query_methods {
                 D: $crate::RowDecoder,
             {
                 let sql = $crate::IntoSql::into_sql(sql);
-                self.channel()
+                self.target(&sql, $crate::query_methods::Route::BySql)
+                    .await?
                     .run_query($crate::sql::looks_like_read(&sql), move |w| {
                         w.decode_rows(&sql, &params, &mut decoder, usize::MAX)
                     })
@@ -240,7 +436,8 @@ macro_rules! impl_query_methods {
                 D: $crate::RowDecoder,
             {
                 let sql = $crate::IntoSql::into_sql(sql);
-                self.channel()
+                self.target(&sql, $crate::query_methods::Route::BySql)
+                    .await?
                     .run_query($crate::sql::looks_like_read(&sql), move |w| {
                         Ok(w.decode_rows(&sql, &params, &mut decoder, 1)?.pop())
                     })
@@ -266,7 +463,8 @@ macro_rules! impl_query_methods {
                 D: $crate::RowDecoder,
             {
                 let sql = $crate::IntoSql::into_sql(sql);
-                self.channel()
+                self.target(&sql, $crate::query_methods::Route::BySql)
+                    .await?
                     .run_query($crate::sql::looks_like_read(&sql), move |w| {
                         w.decode_rows(&sql, &params, &mut decoder, 1)?
                             .pop()
@@ -290,7 +488,10 @@ macro_rules! impl_query_methods {
                 sql: impl $crate::IntoSql,
             ) -> $crate::Result<Vec<$crate::Column>> {
                 let sql = $crate::IntoSql::into_sql(sql);
-                self.channel().run(move |w| w.describe(&sql)).await
+                self.target(&sql, $crate::query_methods::Route::WriterAsIs)
+                    .await?
+                    .run(move |w| w.describe(&sql))
+                    .await
             }
 
             /// Streams a query's rows, fetched from the worker in chunks
@@ -308,8 +509,7 @@ macro_rules! impl_query_methods {
                 sql: impl $crate::IntoSql,
                 params: P,
             ) -> $crate::RowStream {
-                $crate::RowStream::new(
-                    self.channel().clone(),
+                self.stream_of(
                     $crate::IntoSql::into_sql(sql),
                     Box::new(params),
                     Box::new($crate::worker::RowBlocks::default()),
@@ -333,14 +533,21 @@ macro_rules! impl_query_methods {
                 P: $crate::Params,
                 D: $crate::RowDecoder,
             {
-                $crate::RowStream::new(
-                    self.channel().clone(),
+                self.stream_of(
                     $crate::IntoSql::into_sql(sql),
                     Box::new(params),
                     Box::new($crate::worker::Decoded::new(decoder)),
                 )
             }
+        }
+    };
+}
 
+/// `call` for the handles that are one connection (a pool has `read` and
+/// `write` instead).
+macro_rules! impl_call {
+    ($ty:ty) => {
+        impl $ty {
             /// Runs `f` with the `rusqlite::Connection` on the worker thread: the
             /// escape hatch for anything rusqlite can do. `f`'s own error type
             /// is kept; it only has to accept aiolite's errors through `From`
@@ -382,4 +589,155 @@ macro_rules! impl_query_methods {
     };
 }
 
-pub(crate) use impl_query_methods;
+/// [`Handle`] for a handle, forwarding to its own methods; `$write` runs a
+/// closure on the worker that writes (`call`, or a pool's `write`).
+macro_rules! impl_handle {
+    ($ty:ty, $write:ident) => {
+        impl $crate::query_methods::Sealed for $ty {}
+
+        impl $crate::Handle for $ty {
+            fn execute<P: $crate::Params>(
+                &self,
+                sql: impl $crate::IntoSql,
+                params: P,
+            ) -> impl ::std::future::Future<Output = $crate::Result<usize>> + Send {
+                <$ty>::execute(self, $crate::IntoSql::into_sql(sql), params)
+            }
+
+            fn execute_insert<P: $crate::Params>(
+                &self,
+                sql: impl $crate::IntoSql,
+                params: P,
+            ) -> impl ::std::future::Future<Output = $crate::Result<i64>> + Send {
+                <$ty>::execute_insert(self, $crate::IntoSql::into_sql(sql), params)
+            }
+
+            fn execute_many<I>(
+                &self,
+                sql: impl $crate::IntoSql,
+                params: I,
+            ) -> impl ::std::future::Future<Output = $crate::Result<usize>> + Send
+            where
+                I: IntoIterator + Send + 'static,
+                I::IntoIter: Send,
+                I::Item: $crate::Params,
+            {
+                <$ty>::execute_many(self, $crate::IntoSql::into_sql(sql), params)
+            }
+
+            fn execute_script(
+                &self,
+                sql: impl $crate::IntoSql,
+            ) -> impl ::std::future::Future<Output = $crate::Result<()>> + Send {
+                <$ty>::execute_script(self, $crate::IntoSql::into_sql(sql))
+            }
+
+            fn fetch_all<P: $crate::Params>(
+                &self,
+                sql: impl $crate::IntoSql,
+                params: P,
+            ) -> impl ::std::future::Future<Output = $crate::Result<Vec<$crate::Row>>> + Send {
+                <$ty>::fetch_all(self, $crate::IntoSql::into_sql(sql), params)
+            }
+
+            fn fetch_one<P: $crate::Params>(
+                &self,
+                sql: impl $crate::IntoSql,
+                params: P,
+            ) -> impl ::std::future::Future<Output = $crate::Result<$crate::Row>> + Send {
+                <$ty>::fetch_one(self, $crate::IntoSql::into_sql(sql), params)
+            }
+
+            fn fetch_optional<P: $crate::Params>(
+                &self,
+                sql: impl $crate::IntoSql,
+                params: P,
+            ) -> impl ::std::future::Future<Output = $crate::Result<Option<$crate::Row>>> + Send
+            {
+                <$ty>::fetch_optional(self, $crate::IntoSql::into_sql(sql), params)
+            }
+
+            fn query_map<P, T, F>(
+                &self,
+                sql: impl $crate::IntoSql,
+                params: P,
+                f: F,
+            ) -> impl ::std::future::Future<Output = $crate::Result<Vec<T>>> + Send
+            where
+                P: $crate::Params,
+                T: Send + 'static,
+                F: FnMut(&$crate::rusqlite::Row<'_>) -> $crate::rusqlite::Result<T>
+                    + Send
+                    + 'static,
+            {
+                <$ty>::query_map(self, $crate::IntoSql::into_sql(sql), params, f)
+            }
+
+            fn fetch_all_with<P: $crate::Params, D: $crate::RowDecoder>(
+                &self,
+                sql: impl $crate::IntoSql,
+                params: P,
+                decoder: D,
+            ) -> impl ::std::future::Future<Output = $crate::Result<Vec<D::Output>>> + Send {
+                <$ty>::fetch_all_with(self, $crate::IntoSql::into_sql(sql), params, decoder)
+            }
+
+            fn fetch_optional_with<P: $crate::Params, D: $crate::RowDecoder>(
+                &self,
+                sql: impl $crate::IntoSql,
+                params: P,
+                decoder: D,
+            ) -> impl ::std::future::Future<Output = $crate::Result<Option<D::Output>>> + Send {
+                <$ty>::fetch_optional_with(self, $crate::IntoSql::into_sql(sql), params, decoder)
+            }
+
+            fn fetch_one_with<P: $crate::Params, D: $crate::RowDecoder>(
+                &self,
+                sql: impl $crate::IntoSql,
+                params: P,
+                decoder: D,
+            ) -> impl ::std::future::Future<Output = $crate::Result<D::Output>> + Send {
+                <$ty>::fetch_one_with(self, $crate::IntoSql::into_sql(sql), params, decoder)
+            }
+
+            fn describe(
+                &self,
+                sql: impl $crate::IntoSql,
+            ) -> impl ::std::future::Future<Output = $crate::Result<Vec<$crate::Column>>> + Send
+            {
+                <$ty>::describe(self, $crate::IntoSql::into_sql(sql))
+            }
+
+            fn stream<P: $crate::Params>(
+                &self,
+                sql: impl $crate::IntoSql,
+                params: P,
+            ) -> $crate::RowStream {
+                <$ty>::stream(self, sql, params)
+            }
+
+            fn stream_with<P: $crate::Params, D: $crate::RowDecoder>(
+                &self,
+                sql: impl $crate::IntoSql,
+                params: P,
+                decoder: D,
+            ) -> $crate::RowStream<D::Output> {
+                <$ty>::stream_with(self, sql, params, decoder)
+            }
+
+            fn __write<F, T>(
+                &self,
+                f: F,
+            ) -> impl ::std::future::Future<Output = $crate::Result<T>> + Send
+            where
+                F: FnOnce(&mut $crate::rusqlite::Connection) -> $crate::Result<T> + Send + 'static,
+                T: Send + 'static,
+            {
+                <$ty>::$write(self, f)
+            }
+        }
+    };
+}
+
+pub(crate) use sealed::Sealed;
+pub(crate) use {impl_call, impl_handle, impl_query_methods};

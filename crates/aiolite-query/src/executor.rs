@@ -1,23 +1,18 @@
 //! Typed queries on every handle: `Connection`, `Transaction`, `Savepoint`
 //! and `Database`.
 
-use std::borrow::Cow;
 use std::future::Future;
 
-use aiolite_conn::{
-    Connection, Database, Error, IntoSql, Params, Result, RowDecoder, RowStream, Savepoint,
-    Transaction,
-};
+use aiolite_conn::{Error, Handle, IntoSql, Params, Result, RowDecoder, RowStream};
 
 use crate::from_row::{FromRow, FromRowDecoder};
 use crate::model::{self, Model};
 use crate::statement::Statement;
 
-type Sql = Cow<'static, str>;
-
 /// Typed fetches, sea-query statements and model CRUD, for every handle
-/// (`Connection`, `Transaction`, `Savepoint`, `Database`). Bring it into
-/// scope with `use aiolite::prelude::*;`.
+/// (`Connection`, `Transaction`, `Savepoint`, `Database`): it extends the
+/// statement methods of [`Handle`], and every handle has it (sealed, as
+/// `Handle` is). Bring it into scope with `use aiolite::prelude::*;`.
 ///
 /// Rows are decoded **on the worker thread**; only the finished values cross
 /// to the caller. On a `Database`, reads go to a reader and writes to the
@@ -49,60 +44,7 @@ type Sql = Cow<'static, str>;
 ///     .await?;
 /// # Ok(()) }
 /// ```
-pub trait Executor: Sync {
-    #[doc(hidden)]
-    fn __fetch_all_with<P: Params, D: RowDecoder>(
-        &self,
-        sql: Sql,
-        params: P,
-        decoder: D,
-    ) -> impl Future<Output = Result<Vec<D::Output>>> + Send;
-
-    #[doc(hidden)]
-    fn __fetch_one_with<P: Params, D: RowDecoder>(
-        &self,
-        sql: Sql,
-        params: P,
-        decoder: D,
-    ) -> impl Future<Output = Result<D::Output>> + Send;
-
-    #[doc(hidden)]
-    fn __fetch_optional_with<P: Params, D: RowDecoder>(
-        &self,
-        sql: Sql,
-        params: P,
-        decoder: D,
-    ) -> impl Future<Output = Result<Option<D::Output>>> + Send;
-
-    #[doc(hidden)]
-    fn __stream_with<P: Params, D: RowDecoder>(
-        &self,
-        sql: Sql,
-        params: P,
-        decoder: D,
-    ) -> RowStream<D::Output>;
-
-    #[doc(hidden)]
-    fn __execute<P: Params>(
-        &self,
-        sql: Sql,
-        params: P,
-    ) -> impl Future<Output = Result<usize>> + Send;
-
-    #[doc(hidden)]
-    fn __execute_insert<P: Params>(
-        &self,
-        sql: Sql,
-        params: P,
-    ) -> impl Future<Output = Result<i64>> + Send;
-
-    /// Runs `f` on the worker that writes (the writer of a `Database`).
-    #[doc(hidden)]
-    fn __write<F, T>(&self, f: F) -> impl Future<Output = Result<T>> + Send
-    where
-        F: FnOnce(&mut rusqlite::Connection) -> Result<T> + Send + 'static,
-        T: Send + 'static;
-
+pub trait Executor: Handle {
     /// Every row of a query, decoded as `T` on the worker.
     ///
     /// ```
@@ -126,38 +68,47 @@ pub trait Executor: Sync {
         sql: impl IntoSql,
         params: P,
     ) -> impl Future<Output = Result<Vec<T>>> + Send {
-        self.__fetch_all_with(sql.into_sql(), params, FromRowDecoder::<T>::new())
+        Handle::fetch_all_with(self, sql.into_sql(), params, FromRowDecoder::<T>::new())
     }
 
     /// The first row decoded as `T`; [`Error::NoRows`] if there is none.
     ///
     /// # Errors
     /// As [`fetch_all_as`](Self::fetch_all_as).
+    ///
+    /// # Cancel safety
+    /// As `fetch_one`: dropping the future cancels the query.
     fn fetch_one_as<T: FromRow, P: Params>(
         &self,
         sql: impl IntoSql,
         params: P,
     ) -> impl Future<Output = Result<T>> + Send {
-        self.__fetch_one_with(sql.into_sql(), params, FromRowDecoder::<T>::new())
+        Handle::fetch_one_with(self, sql.into_sql(), params, FromRowDecoder::<T>::new())
     }
 
     /// The first row decoded as `T`, if any.
     ///
     /// # Errors
     /// As [`fetch_all_as`](Self::fetch_all_as).
+    ///
+    /// # Cancel safety
+    /// As `fetch_optional`: dropping the future cancels the query.
     fn fetch_optional_as<T: FromRow, P: Params>(
         &self,
         sql: impl IntoSql,
         params: P,
     ) -> impl Future<Output = Result<Option<T>>> + Send {
-        self.__fetch_optional_with(sql.into_sql(), params, FromRowDecoder::<T>::new())
+        Handle::fetch_optional_with(self, sql.into_sql(), params, FromRowDecoder::<T>::new())
     }
 
     /// Streams a query's rows decoded as `T` on the worker, chunk by chunk:
     /// memory stays bounded whatever the size of the result. Nothing is sent
     /// until the stream is first polled.
+    ///
+    /// # Cancel safety
+    /// Dropping the stream finalizes its statement (as `stream`).
     fn stream_as<T: FromRow, P: Params>(&self, sql: impl IntoSql, params: P) -> RowStream<T> {
-        self.__stream_with(sql.into_sql(), params, FromRowDecoder::<T>::new())
+        Handle::stream_with(self, sql.into_sql(), params, FromRowDecoder::<T>::new())
     }
 
     /// Every row of a sea-query statement (a `SELECT`, or a write with
@@ -165,6 +116,9 @@ pub trait Executor: Sync {
     ///
     /// # Errors
     /// As [`fetch_all_as`](Self::fetch_all_as).
+    ///
+    /// # Cancel safety
+    /// As `fetch_all`: dropping the future cancels the query.
     fn query_all<T: FromRow>(
         &self,
         statement: impl Statement,
@@ -177,6 +131,9 @@ pub trait Executor: Sync {
     ///
     /// # Errors
     /// As [`fetch_one_as`](Self::fetch_one_as).
+    ///
+    /// # Cancel safety
+    /// As `fetch_one`: dropping the future cancels the query.
     fn query_one<T: FromRow>(
         &self,
         statement: impl Statement,
@@ -189,6 +146,9 @@ pub trait Executor: Sync {
     ///
     /// # Errors
     /// As [`fetch_all_as`](Self::fetch_all_as).
+    ///
+    /// # Cancel safety
+    /// As `fetch_optional`: dropping the future cancels the query.
     fn query_optional<T: FromRow>(
         &self,
         statement: impl Statement,
@@ -198,6 +158,9 @@ pub trait Executor: Sync {
     }
 
     /// Streams the rows of a sea-query statement, decoded as `T`.
+    ///
+    /// # Cancel safety
+    /// Dropping the stream finalizes its statement (as `stream`).
     fn query_stream<T: FromRow>(&self, statement: impl Statement) -> RowStream<T> {
         let (sql, values) = statement.to_sql();
         self.stream_as(sql, values)
@@ -208,18 +171,24 @@ pub trait Executor: Sync {
     ///
     /// # Errors
     /// As `execute`.
+    ///
+    /// # Cancel safety
+    /// As `execute`: dropped before the worker starts it, the statement never runs; once started, it completes or fails whole.
     fn exec(&self, statement: impl Statement) -> impl Future<Output = Result<usize>> + Send {
         let (sql, values) = statement.to_sql();
-        self.__execute(sql.into(), values)
+        Handle::execute(self, sql, values)
     }
 
     /// Runs a sea-query `INSERT` and returns the new row's rowid.
     ///
     /// # Errors
     /// As `execute_insert`.
+    ///
+    /// # Cancel safety
+    /// As `execute_insert`.
     fn exec_insert(&self, statement: impl Statement) -> impl Future<Output = Result<i64>> + Send {
         let (sql, values) = statement.to_sql();
-        self.__execute_insert(sql.into(), values)
+        Handle::execute_insert(self, sql, values)
     }
 
     /// Inserts a model's row and returns its key: the one SQLite assigned
@@ -240,18 +209,17 @@ pub trait Executor: Sync {
         let key = model.key();
         async move {
             let (plan, values) = built?;
-            let assigned = self
-                .__write(move |conn| {
-                    let (sql, skip) = plan.choose::<M>(conn)?;
-                    let mut stmt = conn
-                        .prepare_cached(sql)
-                        .map_err(|e| Error::from(e).attach_sql(sql))?;
-                    model::bind_row(&mut stmt, &values, skip).map_err(|e| e.attach_sql(sql))?;
-                    stmt.raw_execute()
-                        .map_err(|e| Error::from(e).attach_sql(sql))?;
-                    Ok(skip.map(|_| conn.last_insert_rowid()))
-                })
-                .await?;
+            let assigned = Handle::__write(self, move |conn| {
+                let (sql, skip) = plan.choose::<M>(conn)?;
+                let mut stmt = conn
+                    .prepare_cached(sql)
+                    .map_err(|e| Error::from(e).attach_sql(sql))?;
+                model::bind_row(&mut stmt, &values, skip).map_err(|e| e.attach_sql(sql))?;
+                stmt.raw_execute()
+                    .map_err(|e| Error::from(e).attach_sql(sql))?;
+                Ok(skip.map(|_| conn.last_insert_rowid()))
+            })
+            .await?;
             match assigned {
                 Some(rowid) => model::assigned_key::<M>(rowid),
                 None => Ok(key),
@@ -277,7 +245,7 @@ pub trait Executor: Sync {
             .and_then(|plan| Ok((plan, model::insert_values(model)?)));
         async move {
             let (plan, values) = built?;
-            self.__write(move |conn| {
+            Handle::__write(self, move |conn| {
                 let (sql, skip) = plan.choose::<M>(conn)?;
                 let mut stmt = conn
                     .prepare_cached(sql)
@@ -335,26 +303,25 @@ pub trait Executor: Sync {
             let Some((plan, values)) = built? else {
                 return Ok(Vec::new());
             };
-            let rowids = self
-                .__write(move |conn| {
-                    let sp = conn.savepoint()?;
-                    let (sql, skip) = plan.choose::<M>(&sp)?;
-                    let mut rowids = Vec::with_capacity(values.len());
-                    {
-                        let mut stmt = sp
-                            .prepare_cached(sql)
+            let rowids = Handle::__write(self, move |conn| {
+                let sp = conn.savepoint()?;
+                let (sql, skip) = plan.choose::<M>(&sp)?;
+                let mut rowids = Vec::with_capacity(values.len());
+                {
+                    let mut stmt = sp
+                        .prepare_cached(sql)
+                        .map_err(|e| Error::from(e).attach_sql(sql))?;
+                    for row in &values {
+                        model::bind_row(&mut stmt, row, skip).map_err(|e| e.attach_sql(sql))?;
+                        stmt.raw_execute()
                             .map_err(|e| Error::from(e).attach_sql(sql))?;
-                        for row in &values {
-                            model::bind_row(&mut stmt, row, skip).map_err(|e| e.attach_sql(sql))?;
-                            stmt.raw_execute()
-                                .map_err(|e| Error::from(e).attach_sql(sql))?;
-                            rowids.push(sp.last_insert_rowid());
-                        }
+                        rowids.push(sp.last_insert_rowid());
                     }
-                    sp.commit()?;
-                    Ok(skip.map(|_| rowids))
-                })
-                .await?;
+                }
+                sp.commit()?;
+                Ok(skip.map(|_| rowids))
+            })
+            .await?;
             match rowids {
                 Some(rowids) => rowids.into_iter().map(model::assigned_key::<M>).collect(),
                 None => Ok(keys),
@@ -366,6 +333,9 @@ pub trait Executor: Sync {
     ///
     /// # Errors
     /// As [`fetch_optional_as`](Self::fetch_optional_as).
+    ///
+    /// # Cancel safety
+    /// As `fetch_optional`: dropping the future cancels the query.
     fn find<M: Model>(&self, key: M::Key) -> impl Future<Output = Result<Option<M>>> + Send {
         let built = model::find_sql::<M>(&key);
         async move {
@@ -448,7 +418,7 @@ pub trait Executor: Sync {
         let exists = matches!(built, Ok(None)).then(|| model::exists_sql::<M>(&key));
         async move {
             match (built?, exists) {
-                (Some((sql, values)), _) => Ok(self.__execute(sql.into(), values).await? > 0),
+                (Some((sql, values)), _) => Ok(Handle::execute(self, sql, values).await? > 0),
                 (None, Some(exists)) => {
                     let (sql, values) = exists?;
                     Ok(self
@@ -491,8 +461,8 @@ pub trait Executor: Sync {
         let (sql, values, count) = page_sql(select, page, per_page);
         async move {
             let mut decoder = FromRowDecoder::<T>::new();
-            let rows: Vec<(T, i64)> = self
-                .__fetch_all_with(sql.into(), values, move |row: &rusqlite::Row<'_>| {
+            let rows: Vec<(T, i64)> =
+                Handle::fetch_all_with(self, sql, values, move |row: &rusqlite::Row<'_>| {
                     let total_at = row.as_ref().column_count() - 1;
                     Ok((decoder.decode(row)?, row.get::<_, i64>(total_at)?))
                 })
@@ -519,11 +489,14 @@ pub trait Executor: Sync {
     ///
     /// # Errors
     /// As `execute`.
+    ///
+    /// # Cancel safety
+    /// As `execute`.
     fn delete<M: Model>(&self, key: M::Key) -> impl Future<Output = Result<bool>> + Send {
         let built = model::delete_sql::<M>(&key);
         async move {
             let (sql, values) = built?;
-            Ok(self.__execute(sql.into(), values).await? > 0)
+            Ok(Handle::execute(self, sql, values).await? > 0)
         }
     }
 
@@ -533,11 +506,14 @@ pub trait Executor: Sync {
     ///
     /// # Errors
     /// As [`insert`](Self::insert).
+    ///
+    /// # Cancel safety
+    /// As `execute`.
     fn upsert<M: Model>(&self, model: &M) -> impl Future<Output = Result<M::Key>> + Send {
         let built = model::upsert_sql(model).map(|q| (q, model.key()));
         async move {
             let ((sql, values), key) = built?;
-            self.__execute(sql.into(), values).await?;
+            Handle::execute(self, sql, values).await?;
             Ok(key)
         }
     }
@@ -601,81 +577,6 @@ fn page_sql(
     (sql, values, count.to_sql())
 }
 
-macro_rules! forward {
-    () => {
-        fn __fetch_all_with<P: Params, D: RowDecoder>(
-            &self,
-            sql: Sql,
-            params: P,
-            decoder: D,
-        ) -> impl Future<Output = Result<Vec<D::Output>>> + Send {
-            self.fetch_all_with(sql, params, decoder)
-        }
-
-        fn __fetch_one_with<P: Params, D: RowDecoder>(
-            &self,
-            sql: Sql,
-            params: P,
-            decoder: D,
-        ) -> impl Future<Output = Result<D::Output>> + Send {
-            self.fetch_one_with(sql, params, decoder)
-        }
-
-        fn __fetch_optional_with<P: Params, D: RowDecoder>(
-            &self,
-            sql: Sql,
-            params: P,
-            decoder: D,
-        ) -> impl Future<Output = Result<Option<D::Output>>> + Send {
-            self.fetch_optional_with(sql, params, decoder)
-        }
-
-        fn __stream_with<P: Params, D: RowDecoder>(
-            &self,
-            sql: Sql,
-            params: P,
-            decoder: D,
-        ) -> RowStream<D::Output> {
-            self.stream_with(sql, params, decoder)
-        }
-
-        fn __execute<P: Params>(
-            &self,
-            sql: Sql,
-            params: P,
-        ) -> impl Future<Output = Result<usize>> + Send {
-            self.execute(sql, params)
-        }
-
-        fn __execute_insert<P: Params>(
-            &self,
-            sql: Sql,
-            params: P,
-        ) -> impl Future<Output = Result<i64>> + Send {
-            self.execute_insert(sql, params)
-        }
-    };
-}
-
-/// `$write` is the inherent method that runs a closure on the worker that
-/// writes: `call` on a connection or transaction, `write` on a pool.
-macro_rules! executor {
-    ($ty:ty, $write:ident) => {
-        impl Executor for $ty {
-            forward!();
-
-            fn __write<F, T>(&self, f: F) -> impl Future<Output = Result<T>> + Send
-            where
-                F: FnOnce(&mut rusqlite::Connection) -> Result<T> + Send + 'static,
-                T: Send + 'static,
-            {
-                self.$write(f)
-            }
-        }
-    };
-}
-
-executor!(Connection, call);
-executor!(Transaction, call);
-executor!(Savepoint<'_>, call);
-executor!(Database, write);
+// Every handle is an Executor: the typed methods are written once, over
+// the statement methods of `Handle` (sealed, so Executor is too).
+impl<H: Handle + ?Sized> Executor for H {}
