@@ -109,11 +109,11 @@ async fn hundred_megabytes_while_eight_tasks_query() {
             (Some(x), Some(y)) => {
                 let (x, y) = (x.expect("source row"), y.expect("copy row"));
                 assert_eq!(
-                    x.get::<i64, _>(0).expect("id"),
-                    y.get::<i64, _>(0).expect("id")
+                    x.get::<_, i64>(0).expect("id"),
+                    y.get::<_, i64>(0).expect("id")
                 );
                 assert!(
-                    x.get::<Vec<u8>, _>(1).expect("blob") == y.get::<Vec<u8>, _>(1).expect("blob"),
+                    x.get::<_, Vec<u8>>(1).expect("blob") == y.get::<_, Vec<u8>>(1).expect("blob"),
                     "row {rows} differs"
                 );
                 rows += 1;

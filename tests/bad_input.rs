@@ -117,7 +117,7 @@ async fn decode_mismatch_names_column_rust_type_and_sqlite_type() {
         .fetch_one("SELECT name, NULL AS missing, x FROM t WHERE id = 1", ())
         .await
         .expect("row");
-    let err = row.get::<i64, _>("name").expect_err("text into i64");
+    let err = row.get::<_, i64>("name").expect_err("text into i64");
     match &err {
         Error::Decode {
             index,
@@ -136,19 +136,19 @@ async fn decode_mismatch_names_column_rust_type_and_sqlite_type() {
     }
     assert_eq!(err.kind(), ErrorKind::Data);
     let err = row
-        .get::<String, _>("missing")
+        .get::<_, String>("missing")
         .expect_err("null into String");
     assert!(
         err.to_string().contains("NULL") && err.to_string().contains("missing"),
         "{err}"
     );
     assert_eq!(
-        row.get::<Option<String>, _>("missing").expect("option"),
+        row.get::<_, Option<String>>("missing").expect("option"),
         None
     );
-    // Decoding inside query_map reports the column too.
+    // Decoding inside fetch_map reports the column too.
     let err = c
-        .query_map("SELECT name FROM t", (), |r| r.get::<_, i64>(0))
+        .fetch_map("SELECT name FROM t", (), |r| r.get::<_, i64>(0))
         .await
         .expect_err("decode on the worker");
     assert!(
@@ -164,14 +164,14 @@ async fn invalid_utf8_into_string_is_an_error() {
         .fetch_one("SELECT CAST(x'c328' AS TEXT) AS bad, x'c328' AS raw", ())
         .await
         .expect("fetching bad text is fine");
-    let err = row.get::<String, _>("bad").expect_err("invalid utf-8");
+    let err = row.get::<_, String>("bad").expect_err("invalid utf-8");
     assert!(err.to_string().contains("UTF-8"), "{err}");
     assert_eq!(
-        row.get::<Vec<u8>, _>("raw").expect("bytes"),
+        row.get::<_, Vec<u8>>("raw").expect("bytes"),
         vec![0xc3, 0x28]
     );
     let err = c
-        .query_map("SELECT CAST(x'c328' AS TEXT)", (), |r| {
+        .fetch_map("SELECT CAST(x'c328' AS TEXT)", (), |r| {
             r.get::<_, String>(0)
         })
         .await
@@ -232,10 +232,10 @@ async fn panicking_closures_become_errors_and_the_worker_lives_on() {
     );
 
     let r = c
-        .query_map(
+        .fetch_map(
             "SELECT x FROM t",
             (),
-            |_| -> aiolite::rusqlite::Result<i64> { panic!("in query_map") },
+            |_| -> aiolite::rusqlite::Result<i64> { panic!("in fetch_map") },
         )
         .await;
     assert!(matches!(r, Err(Error::Panic { .. })), "{r:?}");
@@ -282,7 +282,7 @@ async fn safe_defaults_are_on() {
     c.execute("CREATE TABLE t(x)", ()).await.expect("create");
     for pragma in ["PRAGMA trusted_schema", "PRAGMA mmap_size"] {
         let row = c.fetch_one(pragma, ()).await.expect(pragma);
-        assert_eq!(row.get::<i64, _>(0).expect("int"), 0, "{pragma}");
+        assert_eq!(row.get::<_, i64>(0).expect("int"), 0, "{pragma}");
     }
     // Defensive mode: the schema cannot be written through SQL.
     let err = c

@@ -56,7 +56,7 @@ async fn running_query_is_interrupted_and_connection_stays_usable() {
         .await
         .expect("the running query was not stopped")
         .expect("next query succeeds");
-    assert_eq!(row.get::<i64, _>(0).expect("int"), 42);
+    assert_eq!(row.get::<_, i64>(0).expect("int"), 42);
     assert!(started.elapsed() < Duration::from_secs(10));
 }
 
@@ -80,7 +80,7 @@ async fn a_late_cancel_never_hits_the_next_request() {
         );
         drop(dropped);
         match next {
-            Ok(row) => assert_eq!(row.get::<i64, _>(0).expect("int"), 20000 * 20001 / 2),
+            Ok(row) => assert_eq!(row.get::<_, i64>(0).expect("int"), 20000 * 20001 / 2),
             Err(e) if e.is_interrupted() => interrupted_next += 1,
             Err(e) => panic!("unexpected error {e}"),
         }

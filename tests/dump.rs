@@ -377,7 +377,7 @@ async fn a_child_table_that_sorts_before_its_parent_restores() {
         .expect("pool");
     db.restore_dump(script).await.expect("on a pool's writer");
     assert_eq!(
-        common_scalar(db.on_reader(), "SELECT count(*) FROM a_child").await,
+        common_scalar(db.reader(), "SELECT count(*) FROM a_child").await,
         2
     );
     db.close().await.expect("close");
@@ -416,7 +416,7 @@ async fn nul_text_and_real_counters_survive() {
                 .iter()
                 .map(|r| {
                     (0..4)
-                        .map(|i| r.get::<String, _>(i).expect("text"))
+                        .map(|i| r.get::<_, String>(i).expect("text"))
                         .collect::<Vec<_>>()
                 })
                 .collect::<Vec<_>>()
@@ -427,7 +427,7 @@ async fn nul_text_and_real_counters_survive() {
         copy.fetch_one("SELECT typeof(seq) FROM sqlite_sequence", ())
             .await
             .expect("seq")
-            .get::<String, _>(0)
+            .get::<_, String>(0)
             .expect("text"),
         "real"
     );

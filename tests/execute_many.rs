@@ -164,7 +164,7 @@ async fn the_pool_writer_takes_chunks_too() {
         .fetch_one("SELECT count(*) FROM t", ())
         .await
         .expect("count")
-        .get::<i64, _>(0)
+        .get::<_, i64>(0)
         .expect("int");
     assert_eq!(count, ROWS);
 }

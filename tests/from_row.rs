@@ -254,7 +254,7 @@ async fn tuples_single_values_rows_and_options() {
         .fetch_one_as("SELECT name FROM authors WHERE id = 1", ())
         .await
         .expect("row");
-    assert_eq!(row.get::<String, _>("name").expect("name"), "Ann");
+    assert_eq!(row.get::<_, String>("name").expect("name"), "Ann");
     let sixteen: Sixteen = c
         .fetch_one_as("SELECT 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16", ())
         .await

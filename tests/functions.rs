@@ -24,7 +24,7 @@ async fn create_function() {
         .fetch_one("SELECT no_arg();", ())
         .await
         .expect("no_arg()");
-    assert_eq!(row.get::<String, _>(0).expect("text"), "no arg");
+    assert_eq!(row.get::<_, String>(0).expect("text"), "no arg");
     assert_eq!(scalar(&conn, "SELECT one_arg(10);").await, 20);
 }
 
@@ -169,7 +169,7 @@ async fn aggregate_and_window_match_the_builtins() {
     let pairs = |sql: &'static str| {
         let conn = conn.clone();
         async move {
-            conn.query_map(sql, (), |r| {
+            conn.fetch_map(sql, (), |r| {
                 Ok((r.get::<_, Value>(0)?, r.get::<_, Value>(1)?))
             })
             .await
@@ -189,13 +189,13 @@ async fn aggregate_and_window_match_the_builtins() {
         let sql_mine = format!("SELECT rowid, mysum(v) OVER ({frame}) FROM n ORDER BY rowid");
         let sql_builtin = format!("SELECT rowid, sum(v) OVER ({frame}) FROM n ORDER BY rowid");
         let mine = conn
-            .query_map(sql_mine, (), |r| {
+            .fetch_map(sql_mine, (), |r| {
                 Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
             })
             .await
             .expect("mine");
         let builtin = conn
-            .query_map(sql_builtin, (), |r| {
+            .fetch_map(sql_builtin, (), |r| {
                 Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
             })
             .await
@@ -294,7 +294,7 @@ async fn collations() {
         .await
         .expect("setup");
     let order: Vec<String> = conn
-        .query_map("SELECT x FROM w ORDER BY x COLLATE reverse", (), |r| {
+        .fetch_map("SELECT x FROM w ORDER BY x COLLATE reverse", (), |r| {
             r.get(0)
         })
         .await
@@ -340,19 +340,14 @@ async fn pool_registers_on_every_connection() {
         handles.push(tokio::spawn(async move {
             db.fetch_one("SELECT sum(twice(x)), mysum(x) FROM t", ())
                 .await
-                .map(|r| (r.get::<i64, _>(0), r.get::<i64, _>(1)))
+                .map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1)))
         }));
     }
     for h in handles {
         let (a, b) = h.await.expect("task").expect("query");
         assert_eq!((a.expect("a"), b.expect("b")), (110, 55));
     }
-    for conn in [
-        db.on_writer(),
-        db.on_reader(),
-        db.on_reader(),
-        db.on_reader(),
-    ] {
+    for conn in [db.writer(), db.reader(), db.reader(), db.reader()] {
         assert_eq!(scalar(conn, "SELECT twice(21)").await, 42);
         let first: String = conn
             .fetch_one(
@@ -366,12 +361,7 @@ async fn pool_registers_on_every_connection() {
         assert_eq!(first, "b");
     }
     db.remove_function("twice", 1).await.expect("remove");
-    for conn in [
-        db.on_writer(),
-        db.on_reader(),
-        db.on_reader(),
-        db.on_reader(),
-    ] {
+    for conn in [db.writer(), db.reader(), db.reader(), db.reader()] {
         assert!(conn.execute("SELECT twice(1)", ()).await.is_err());
     }
     db.close().await.expect("close");

@@ -32,7 +32,7 @@ async fn open(path: &Path, group: bool) -> Database {
 /// Holds the writer for `ms`, so the transactions begun meanwhile queue up
 /// and form one group when it is free.
 async fn hold_writer(db: &Database, ms: u64) {
-    db.on_writer()
+    db.writer()
         .call(move |_| {
             std::thread::sleep(Duration::from_millis(ms));
             Ok::<_, aiolite::Error>(())
@@ -131,7 +131,7 @@ async fn run_mixed(db: &Database, tasks: i64, per_task: i64) -> (Vec<(i64, i64)>
         w.await.expect("task");
     }
     let rows: Vec<(i64, i64)> = db
-        .query_map(
+        .fetch_map(
             "SELECT task, n FROM items WHERE task >= 0 ORDER BY task, n",
             (),
             |r| Ok((r.get(0)?, r.get(1)?)),
@@ -265,16 +265,16 @@ async fn other_requests_never_see_a_group_before_its_commit() {
     // committed, so it sees the row, and a reader sees it once commit returned.
     tokio::time::sleep(Duration::from_millis(5)).await;
     let on_writer = db
-        .on_writer()
+        .writer()
         .fetch_one("SELECT count(*) FROM items WHERE task = 1", ());
     let (_, seen, done) = tokio::join!(hold, on_writer, tx_task);
     done.expect("task");
-    assert_eq!(seen.expect("read").get::<i64, _>(0).expect("n"), 1);
+    assert_eq!(seen.expect("read").get::<_, i64>(0).expect("n"), 1);
     let on_reader = db
         .fetch_one("SELECT count(*) FROM items WHERE task = 1", ())
         .await
         .expect("read");
-    assert_eq!(on_reader.get::<i64, _>(0).expect("n"), 1);
+    assert_eq!(on_reader.get::<_, i64>(0).expect("n"), 1);
     db.close().await.expect("close");
 }
 
@@ -379,7 +379,7 @@ fn every_acknowledged_commit_survives_sigkill() {
         let stored: BTreeSet<(i64, i64)> = rt.block_on(async {
             let conn = aiolite::Connection::open(&path).await.expect("reopen");
             let rows = conn
-                .query_map("SELECT task, n FROM acked", (), |r| {
+                .fetch_map("SELECT task, n FROM acked", (), |r| {
                     Ok((r.get(0)?, r.get(1)?))
                 })
                 .await

@@ -31,7 +31,7 @@ fn every_future_is_send(conn: Connection, tx: Transaction) {
     assert_send(conn.fetch_all("", ()));
     assert_send(conn.fetch_one("", ()));
     assert_send(conn.fetch_optional("", ()));
-    assert_send(conn.query_map("", (), |r| r.get::<_, i64>(0)));
+    assert_send(conn.fetch_map("", (), |r| r.get::<_, i64>(0)));
     assert_send(conn.describe(""));
     assert_send(conn.call(|_| Ok::<_, Error>(())));
     assert_send(conn.begin());
@@ -63,7 +63,7 @@ fn every_pool_future_is_send(db: Database, mut tx: Transaction) {
     assert_send(db.fetch_all("", ()));
     assert_send(db.fetch_one("", ()));
     assert_send(db.fetch_optional("", ()));
-    assert_send(db.query_map("", (), |r| r.get::<_, i64>(0)));
+    assert_send(db.fetch_map("", (), |r| r.get::<_, i64>(0)));
     assert_send(db.describe(""));
     assert_send(db.read(|_| Ok::<_, Error>(())));
     assert_send(db.write(|_| Ok::<_, Error>(())));
@@ -72,7 +72,7 @@ fn every_pool_future_is_send(db: Database, mut tx: Transaction) {
     assert_send(db.close());
     assert_send(db.migrate());
     assert_send(db.migrate_to(1));
-    assert_send(db.on_writer().migrate());
+    assert_send(db.writer().migrate());
     assert_send_static::<aiolite::migrate::Migrations>();
     assert_send_static::<aiolite::migrate::MigrationError>();
     assert_send_static::<RowStream>();

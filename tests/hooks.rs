@@ -5,7 +5,7 @@ mod common;
 use aiolite::functions::{Aggregate, Context, FunctionFlags};
 use aiolite::hooks::{Action, AuthAction, AuthContext, Authorization};
 use aiolite::rusqlite;
-use aiolite::{Connection, Error, Value};
+use aiolite::{Connection, Database, Error, Value};
 use common::scalar;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -162,7 +162,7 @@ async fn authorizer_ignore_reads_null() {
         .fetch_one("select id, pin from secrets", ())
         .await
         .expect("select");
-    assert_eq!(row.get::<Value, _>(1).expect("pin"), Value::Null);
+    assert_eq!(row.get::<_, Value>(1).expect("pin"), Value::Null);
 }
 
 #[tokio::test]
@@ -397,9 +397,82 @@ async fn panics_in_callbacks_fail_only_their_statement() {
 
     // Nothing any failed statement wrote was kept; the connection works.
     let rows: Vec<String> = conn
-        .query_map("SELECT s FROM t ORDER BY id", (), |r| r.get(0))
+        .fetch_map("SELECT s FROM t ORDER BY id", (), |r| r.get(0))
         .await
         .expect("rows");
     assert_eq!(rows, ["x", "y"]);
     assert!(!conn.in_transaction().await.expect("state"));
+}
+
+/// Every callback can be removed without naming a closure type
+/// (`set_authorizer(None::<fn(..)>)` was the only way).
+#[tokio::test]
+async fn callbacks_are_cleared_without_a_type() {
+    for pool in [false, true] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Database::open(dir.path().join("h.db")).await.expect("open");
+        let conn = Connection::open_in_memory().await.expect("open");
+        let updates = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::clone(&updates);
+        macro_rules! on_both {
+            ($call:ident $(, $arg:expr)*) => {
+                if pool {
+                    db.$call($($arg),*).await.expect(stringify!($call));
+                } else {
+                    conn.$call($($arg),*).await.expect(stringify!($call));
+                }
+            };
+        }
+        let target = if pool {
+            db.writer().clone()
+        } else {
+            conn.clone()
+        };
+        let target = || &target;
+        target()
+            .execute("CREATE TABLE t(x)", ())
+            .await
+            .expect("table");
+        on_both!(set_authorizer, Some(deny_drops));
+        on_both!(
+            update_hook,
+            Some(move |_: Action, _: &str, _: &str, _: i64| {
+                seen.fetch_add(1, Ordering::Relaxed);
+            })
+        );
+        on_both!(set_trace_callback, Some(|_: &str| {}));
+        on_both!(set_progress_handler, 1000, Some(|| false));
+        on_both!(commit_hook, Some(|| false));
+        on_both!(rollback_hook, Some(|| {}));
+        target()
+            .execute("INSERT INTO t VALUES (1)", ())
+            .await
+            .expect("insert");
+        assert_eq!(updates.load(Ordering::Relaxed), 1);
+        assert!(
+            target().execute("DROP TABLE t", ()).await.is_err(),
+            "denied"
+        );
+        on_both!(clear_authorizer);
+        on_both!(clear_update_hook);
+        on_both!(clear_trace_callback);
+        on_both!(clear_progress_handler);
+        on_both!(clear_commit_hook);
+        on_both!(clear_rollback_hook);
+        target()
+            .execute("INSERT INTO t VALUES (2)", ())
+            .await
+            .expect("insert");
+        assert_eq!(
+            updates.load(Ordering::Relaxed),
+            1,
+            "the update hook is gone"
+        );
+        target()
+            .execute("DROP TABLE t", ())
+            .await
+            .expect("allowed again");
+        db.close().await.expect("close");
+        conn.close().await.expect("close");
+    }
 }

@@ -167,7 +167,7 @@ async fn hostile_values_and_identifiers_stay_data() {
         take_traced();
 
         let changed = conn
-            .exec(
+            .query_execute(
                 Query::update()
                     .table(Evil::TABLE)
                     .value(EvilColumn::Value, p.as_str())

@@ -472,11 +472,11 @@ async fn a_member_commit_returns_when_a_writer_stream_was_dropped_during_it() {
     .await
     .expect("fill");
     for blob_too in [false, true] {
-        let mut stream = db.on_writer().stream("SELECT x FROM t", ());
+        let mut stream = db.writer().stream("SELECT x FROM t", ());
         stream.next().await.expect("row").expect("ok");
         let blob = if blob_too {
             Some(
-                db.on_writer()
+                db.writer()
                     .blob_open("files", "data", 1, true)
                     .await
                     .expect("blob"),
@@ -545,7 +545,7 @@ async fn a_stream_from_a_transaction_ends_with_it() {
             .expect("n");
         assert_eq!(minus_one, 0, "the dropped guard rolled back");
     }
-    let writer = db.on_writer().resources();
+    let writer = db.writer().resources();
     assert_eq!(writer.parked_statements, 0, "{writer:?}");
     assert!(!writer.leased, "{writer:?}");
     db.close().await.expect("close");

@@ -209,7 +209,7 @@ impl Handle {
     fn writer(&self) -> &Connection {
         match (&self.conn, &self.db) {
             (Some(c), _) => c,
-            (None, Some(db)) => db.on_writer(),
+            (None, Some(db)) => db.writer(),
             (None, None) => unreachable!("a handle has a connection or a pool"),
         }
     }
@@ -227,7 +227,7 @@ impl Handle {
         let decoder = decoder(panic_at);
         match (&self.conn, &self.db) {
             (Some(c), _) => c.stream_with(sql, (), decoder),
-            (None, Some(db)) if on_writer => db.on_writer().stream_with(sql, (), decoder),
+            (None, Some(db)) if on_writer => db.writer().stream_with(sql, (), decoder),
             (None, Some(db)) => db.stream_with(sql, (), decoder),
             (None, None) => unreachable!(),
         }
@@ -919,7 +919,7 @@ async fn in_a_task_of_its_own(mut world: World, op: &Op) -> World {
 
 fn keys(rows: Vec<aiolite::Row>) -> BTreeSet<i64> {
     rows.iter()
-        .map(|r| r.get::<i64, _>(0).expect("k"))
+        .map(|r| r.get::<_, i64>(0).expect("k"))
         .collect()
 }
 

@@ -46,8 +46,8 @@ fn applied(report: &aiolite::migrate::MigrationReport) -> Vec<i32> {
 }
 
 async fn history(db: &Database) -> Vec<(i64, String)> {
-    db.on_writer()
-        .query_map(
+    db.writer()
+        .fetch_map(
             "SELECT version, name FROM refinery_schema_history ORDER BY version",
             (),
             |r| Ok((r.get(0)?, r.get(1)?)),
@@ -182,7 +182,7 @@ async fn a_failing_third_migration_leaves_the_first_two() {
     // Nothing of the failed migration was kept: not even its first statement.
     assert_eq!(
         common::scalar(
-            db.on_writer(),
+            db.writer(),
             "SELECT count(*) FROM sqlite_schema WHERE name = 'half'"
         )
         .await,
@@ -203,14 +203,11 @@ async fn no_transaction_migrations_really_turn_foreign_keys_off() {
     let report = db.migrate().await.expect("runs");
     assert_eq!(applied(&report), vec![1, 2, 3]);
     assert_eq!(
-        common::scalar(db.on_writer(), "SELECT count(*) FROM posts").await,
+        common::scalar(db.writer(), "SELECT count(*) FROM posts").await,
         1
     );
     // ...and the writer got its foreign keys back afterwards.
-    assert_eq!(
-        common::scalar(db.on_writer(), "PRAGMA foreign_keys").await,
-        1
-    );
+    assert_eq!(common::scalar(db.writer(), "PRAGMA foreign_keys").await, 1);
     let err = db
         .execute("INSERT INTO posts(id, user_id) VALUES (2, 43)", ())
         .await
@@ -295,7 +292,7 @@ async fn memory_database_migrations_are_seen_by_every_handle() {
     for table in ["users", "products", "tasks"] {
         assert_eq!(
             common::scalar(
-                other.on_reader(),
+                other.reader(),
                 &format!("SELECT count(*) FROM sqlite_schema WHERE name = '{table}'")
             )
             .await,

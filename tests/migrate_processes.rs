@@ -170,7 +170,7 @@ fn four_processes_migrate_one_fresh_file_fifty_times() {
         rt.block_on(async {
             let conn = Connection::open(&path).await.expect("open");
             let runs: Vec<(i64, i64)> = conn
-                .query_map(
+                .fetch_map(
                     "SELECT v, count(*) FROM applied_log GROUP BY v ORDER BY v",
                     (),
                     |r| Ok((r.get(0)?, r.get(1)?)),

@@ -291,7 +291,7 @@ async fn column_enum_and_select() {
 async fn sea_query_writes_run_through_exec() {
     let c = conn().await;
     let id = c
-        .exec_insert(
+        .query_execute_insert(
             Query::insert()
                 .into_table(User::TABLE)
                 .columns([UserColumn::DisplayName, UserColumn::Settings])
@@ -300,7 +300,7 @@ async fn sea_query_writes_run_through_exec() {
         .await
         .expect("insert");
     let changed = c
-        .exec(
+        .query_execute(
             Query::update()
                 .table(User::TABLE)
                 .value(UserColumn::Age, 40)
@@ -320,7 +320,7 @@ async fn sea_query_writes_run_through_exec() {
         .expect("age");
     assert_eq!(age, Some(40));
     let deleted = c
-        .exec(
+        .query_execute(
             Query::delete()
                 .from_table(User::TABLE)
                 .and_where(UserColumn::Id.eq(id)),

@@ -28,7 +28,7 @@ async fn pool() -> (tempfile::TempDir, Database) {
 /// Which worker thread ran the statement.
 async fn thread_of(db: &Database, sql: &'static str) -> String {
     let names = db
-        .query_map(sql, (), |_| {
+        .fetch_map(sql, (), |_| {
             Ok(std::thread::current().name().unwrap_or("").to_owned())
         })
         .await
@@ -57,7 +57,7 @@ async fn reads_go_to_readers_writes_to_the_writer() {
             .await
             .expect("row")
             .expect("ok")
-            .get::<i64, _>(0)
+            .get::<_, i64>(0)
             .expect("v"),
         0
     );
@@ -79,7 +79,7 @@ async fn guard_rail_statements_go_to_the_writer() {
         .execute_insert("INSERT INTO t(v) VALUES (5)", ())
         .await
         .expect("insert");
-    assert_eq!(common::scalar(db.on_writer(), "SELECT 1").await, 1);
+    assert_eq!(common::scalar(db.writer(), "SELECT 1").await, 1);
     let rowid: i64 = db
         .fetch_one("SELECT last_insert_rowid()", ())
         .await
@@ -99,8 +99,8 @@ async fn guard_rail_statements_go_to_the_writer() {
         .await
         .expect("attach");
     let names: Vec<String> = db
-        .on_writer()
-        .query_map("SELECT name FROM pragma_database_list", (), |r| r.get(0))
+        .writer()
+        .fetch_map("SELECT name FROM pragma_database_list", (), |r| r.get(0))
         .await
         .expect("list");
     assert!(names.iter().any(|n| n == "aux"), "{names:?}");
@@ -117,11 +117,11 @@ async fn a_transaction_left_open_outside_a_lease_is_rolled_back() {
         matches!(begin, Err(Error::TransactionControl(_))),
         "{begin:?}"
     );
-    assert!(!db.on_writer().in_transaction().await.expect("state"));
+    assert!(!db.writer().in_transaction().await.expect("state"));
     // It went to the writer (and was rolled back there), not to a reader:
-    // `on_reader` rotates, so these calls visit both readers.
+    // `reader()` rotates, so these calls visit both readers.
     for _ in 0..4 {
-        assert!(!db.on_reader().in_transaction().await.expect("state"));
+        assert!(!db.reader().in_transaction().await.expect("state"));
     }
     let r: Result<(), Error> = db
         .write(|c| {
@@ -130,9 +130,9 @@ async fn a_transaction_left_open_outside_a_lease_is_rolled_back() {
         })
         .await;
     r.expect("write");
-    assert!(!db.on_writer().in_transaction().await.expect("state"));
+    assert!(!db.writer().in_transaction().await.expect("state"));
     assert_eq!(
-        common::scalar(db.on_writer(), "SELECT count(*) FROM t WHERE v = 99").await,
+        common::scalar(db.writer(), "SELECT count(*) FROM t WHERE v = 99").await,
         0,
         "the stray transaction's insert was rolled back"
     );
@@ -162,10 +162,10 @@ async fn transactions_read_their_writes_and_others_do_not() {
     .expect("reads are not blocked by the write transaction")
     .expect("join")
     .expect("read");
-    assert_eq!(outside.get::<i64, _>(0).expect("v"), 0);
+    assert_eq!(outside.get::<_, i64>(0).expect("v"), 0);
     tx.commit().await.expect("commit");
     assert_eq!(
-        common::scalar(db.on_reader(), "SELECT v FROM c WHERE id = 1").await,
+        common::scalar(db.reader(), "SELECT v FROM c WHERE id = 1").await,
         10
     );
 }
@@ -174,7 +174,7 @@ async fn transactions_read_their_writes_and_others_do_not() {
 async fn a_write_sent_to_a_reader_is_a_clear_error() {
     let (_dir, db) = pool().await;
     let err = db
-        .on_reader()
+        .reader()
         .execute("UPDATE c SET v = 1", ())
         .await
         .expect_err("readers are query_only");
@@ -200,7 +200,7 @@ async fn unknown_tables_and_temp_tables_reach_the_writer() {
         db.fetch_one("SELECT count(*) FROM scratch", ())
             .await
             .expect("temp read")
-            .get::<i64, _>(0)
+            .get::<_, i64>(0)
             .expect("int"),
         1
     );
@@ -251,13 +251,13 @@ async fn savepoints_nest_release_and_roll_back() {
             .expect("6");
     }
     let vs: Vec<i64> = tx
-        .query_map("SELECT v FROM t ORDER BY id", (), |r| r.get(0))
+        .fetch_map("SELECT v FROM t ORDER BY id", (), |r| r.get(0))
         .await
         .expect("rows");
     assert_eq!(vs, vec![1, 2, 5]);
     tx.commit().await.expect("commit");
     assert_eq!(
-        common::scalar(db.on_reader(), "SELECT count(*) FROM t").await,
+        common::scalar(db.reader(), "SELECT count(*) FROM t").await,
         3
     );
 }
@@ -282,7 +282,7 @@ async fn closure_transaction_nests_savepoints_and_rolls_back_on_panic() {
         .await;
     assert!(matches!(r, Err(Error::Panic { .. })));
     let vs: Vec<i64> = db
-        .query_map("SELECT v FROM t ORDER BY id", (), |r| r.get(0))
+        .fetch_map("SELECT v FROM t ORDER BY id", (), |r| r.get(0))
         .await
         .expect("rows");
     assert_eq!(vs, vec![1]);
@@ -297,7 +297,7 @@ async fn memory_pool_is_one_database() {
         .expect("insert");
     let other = db.clone();
     assert_eq!(
-        common::scalar(other.on_reader(), "SELECT count(*) FROM m").await,
+        common::scalar(other.reader(), "SELECT count(*) FROM m").await,
         1
     );
     assert_eq!(
@@ -305,7 +305,7 @@ async fn memory_pool_is_one_database() {
             .fetch_one("SELECT count(*) FROM m", ())
             .await
             .expect("read")
-            .get::<i64, _>(0)
+            .get::<_, i64>(0)
             .expect("int"),
         1
     );
@@ -328,7 +328,7 @@ async fn close_closes_every_connection() {
     ));
     assert!(matches!(copy.begin().await, Err(Error::Closed)));
     assert!(matches!(
-        copy.on_reader().fetch_all("SELECT 1", ()).await,
+        copy.reader().fetch_all("SELECT 1", ()).await,
         Err(Error::Closed)
     ));
 }
@@ -367,16 +367,12 @@ async fn builder_options_keep_migrations_and_refuse_a_second_path() {
         .await
         .expect("open");
     assert_eq!(
-        common::scalar(
-            db.on_writer(),
-            "SELECT count(*) FROM refinery_schema_history"
-        )
-        .await,
+        common::scalar(db.writer(), "SELECT count(*) FROM refinery_schema_history").await,
         1,
         "migrated on open"
     );
     assert_eq!(
-        common::scalar(db.on_writer(), "PRAGMA synchronous").await,
+        common::scalar(db.writer(), "PRAGMA synchronous").await,
         1,
         "NORMAL from the options"
     );

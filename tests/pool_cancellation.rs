@@ -130,11 +130,11 @@ fn operations(db: &Database) -> Vec<(&'static str, Op, &'static [i64], i64)> {
 }
 
 async fn counter(db: &Database) -> i64 {
-    common::scalar(db.on_writer(), "SELECT v FROM c WHERE id = 1").await
+    common::scalar(db.writer(), "SELECT v FROM c WHERE id = 1").await
 }
 
 async fn assert_settled(db: &Database, what: &str) {
-    let open = tokio::time::timeout(Duration::from_secs(5), db.on_writer().in_transaction())
+    let open = tokio::time::timeout(Duration::from_secs(5), db.writer().in_transaction())
         .await
         .unwrap_or_else(|_| panic!("{what}: the writer's lease was not freed"))
         .expect("state");
@@ -228,11 +228,11 @@ async fn a_dropped_long_query_stops() {
         let dropped_at = Instant::now();
         // The one reader is free again once the interrupt lands.
         let one = db
-            .on_reader()
+            .reader()
             .fetch_one("SELECT 1", ())
             .await
             .expect("next read");
-        assert_eq!(one.get::<i64, _>(0).expect("int"), 1);
+        assert_eq!(one.get::<_, i64>(0).expect("int"), 1);
         // The interrupt lands within a progress-handler tick (microseconds);
         // the bound only tells an endless query from one that stopped, on
         // however loaded a machine.

@@ -96,11 +96,11 @@ async fn sixty_four_tasks_times_one_hundred_transactions() {
         "foreign statements inside transactions"
     );
     assert_eq!(
-        common::scalar(db.on_reader(), "SELECT v FROM c WHERE id = 1").await,
+        common::scalar(db.reader(), "SELECT v FROM c WHERE id = 1").await,
         6400
     );
     assert_eq!(
-        common::scalar(db.on_reader(), "SELECT count(*) FROM log").await,
+        common::scalar(db.reader(), "SELECT count(*) FROM log").await,
         200
     );
     db.close().await.expect("close");
@@ -155,7 +155,7 @@ fn two_processes_two_thousand_increments_each() {
     rt.block_on(async {
         let db = open(&path).await;
         assert_eq!(
-            common::scalar(db.on_reader(), "SELECT v FROM c WHERE id = 1").await,
+            common::scalar(db.reader(), "SELECT v FROM c WHERE id = 1").await,
             4000
         );
         let ok: String = db
@@ -204,7 +204,7 @@ fn processes_opening_one_fresh_file_at_once_all_end_in_wal() {
         rt.block_on(async {
             let db = open(&path).await;
             assert_eq!(
-                common::scalar(db.on_reader(), "SELECT count(DISTINCT pid) FROM seen").await,
+                common::scalar(db.reader(), "SELECT count(DISTINCT pid) FROM seen").await,
                 4
             );
             db.close().await.expect("close");

@@ -76,7 +76,7 @@ async fn reads_see_the_callers_writes_while_every_reader_holds_a_stream() {
     // done (the prefetch has it out of the map while it reads).
     parked(&db, READERS).await;
     assert_eq!(
-        db.on_writer().resources().parked_statements,
+        db.writer().resources().parked_statements,
         0,
         "the streams are on the readers, one each"
     );
@@ -127,7 +127,7 @@ async fn a_stream_opened_while_others_are_open_reads_fresh_data() {
     // where it can see it.
     let mut s = db.stream("SELECT count(*) FROM big WHERE x = -1", ());
     let row = within("count", s.next()).await.expect("row").expect("ok");
-    assert_eq!(row.get::<i64, _>(0).expect("n"), 1);
+    assert_eq!(row.get::<_, i64>(0).expect("n"), 1);
     let n: i64 = db
         .fetch_one("SELECT count(*) FROM big WHERE x = -1", ())
         .await
@@ -313,17 +313,17 @@ async fn temp_objects_and_attachments_are_seen_through_the_pool() {
         db.fetch_one("SELECT x FROM t", ())
             .await
             .expect("read")
-            .get::<String, _>(0)
+            .get::<_, String>(0)
             .expect("x")
     };
     // Learned and remembered as a reader's read.
     assert_eq!(read_t().await, "main");
     // A TEMP table shadows the main one on the writer, where it lives.
-    db.on_writer()
+    db.writer()
         .execute("CREATE TEMP TABLE t(x)", ())
         .await
         .expect("temp");
-    db.on_writer()
+    db.writer()
         .execute("INSERT INTO temp.t VALUES ('temp')", ())
         .await
         .expect("insert");
@@ -389,7 +389,7 @@ async fn temp_objects_and_attachments_are_seen_through_the_pool() {
     // Once the next chunk's prefetch is done, the statement is parked again:
     // on a reader.
     parked(&db, 1).await;
-    assert_eq!(db.on_writer().resources().parked_statements, 0);
+    assert_eq!(db.writer().resources().parked_statements, 0);
     drop(s);
     db.close().await.expect("close");
 }

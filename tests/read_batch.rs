@@ -43,7 +43,7 @@ async fn queued_reads_share_one_transaction_and_a_write_among_them_runs_alone() 
                 conn.fetch_one("SELECT sum(v) FROM t", ())
                     .await
                     .expect("read")
-                    .get::<i64, _>(0)
+                    .get::<_, i64>(0)
                     .expect("sum")
             }
         })
@@ -61,7 +61,7 @@ async fn queued_reads_share_one_transaction_and_a_write_among_them_runs_alone() 
 
     assert_eq!(before, vec![6; 8], "reads queued before the write");
     let written = written.expect("write").expect("a returned row");
-    assert_eq!(written.get::<i64, _>(0).expect("v"), 4);
+    assert_eq!(written.get::<_, i64>(0).expect("v"), 4);
     assert_eq!(after, vec![10; 8], "reads queued after the write");
     assert!(!conn.in_transaction().await.expect("state"));
     // Committed, not held in a transaction: another connection sees it.
@@ -70,7 +70,7 @@ async fn queued_reads_share_one_transaction_and_a_write_among_them_runs_alone() 
         .fetch_one("SELECT count(*) FROM t", ())
         .await
         .expect("count");
-    assert_eq!(row.get::<i64, _>(0).expect("count"), 4);
+    assert_eq!(row.get::<_, i64>(0).expect("count"), 4);
 
     let log = statements.lock().expect("trace log").clone();
     let begins = log.iter().filter(|s| s.starts_with("BEGIN")).count();
@@ -165,7 +165,7 @@ async fn a_parked_cursor_survives_reads_queued_beside_it() {
             let reads = join_all((0..4).map(|_| conn.fetch_one("SELECT count(*) FROM n", ())));
             let ((), reads) = tokio::join!(busy, reads);
             for r in reads {
-                assert_eq!(r.expect("read").get::<i64, _>(0).expect("count"), 2000);
+                assert_eq!(r.expect("read").get::<_, i64>(0).expect("count"), 2000);
             }
         }
     }

@@ -17,7 +17,7 @@ async fn foo_table(conn: &Connection) {
 }
 
 async fn foo_rows(conn: &Connection) -> Vec<(i64, String)> {
-    conn.query_map("select * from foo", (), |r| Ok((r.get(0)?, r.get(1)?)))
+    conn.fetch_map("select * from foo", (), |r| Ok((r.get(0)?, r.get(1)?)))
         .await
         .expect("select")
 }

@@ -49,7 +49,7 @@ async fn multiple_connections_see_each_others_commits() {
         .await
         .expect("read");
     assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0].get::<String, _>(0).expect("name"), "Alice");
+    assert_eq!(rows[0].get::<_, String>(0).expect("name"), "Alice");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,7 +91,7 @@ async fn iterate_cursor() {
     let mut stream = conn.stream("SELECT age FROM users ORDER BY id", ());
     let mut seen = Vec::new();
     while let Some(row) = stream.next().await {
-        seen.push(row.expect("row").get::<i64, _>(0).expect("age"));
+        seen.push(row.expect("row").get::<_, i64>(0).expect("age"));
     }
     assert_eq!(seen, (0..200).collect::<Vec<i64>>());
 }
@@ -340,19 +340,19 @@ async fn named_and_vec_params() {
         )
         .await
         .expect("vec");
-    assert_eq!(row.get::<String, _>(0).expect("name"), "Carol");
+    assert_eq!(row.get::<_, String>(0).expect("name"), "Carol");
     let row = conn
         .fetch_one("SELECT ? || ?", ["a".to_string(), "b".to_string()])
         .await
         .expect("array");
-    assert_eq!(row.get::<String, _>(0).expect("concat"), "ab");
+    assert_eq!(row.get::<_, String>(0).expect("concat"), "ab");
 }
 
 #[tokio::test]
-async fn query_map_runs_on_the_worker() {
+async fn fetch_map_runs_on_the_worker() {
     let conn = Connection::open_in_memory().await.expect("open");
     let names: Vec<(String, String)> = conn
-        .query_map("SELECT 'x' || value FROM json_each('[1,2,3]')", (), |row| {
+        .fetch_map("SELECT 'x' || value FROM json_each('[1,2,3]')", (), |row| {
             let name = std::thread::current().name().unwrap_or("").to_owned();
             Ok((row.get(0)?, name))
         })
@@ -430,9 +430,9 @@ async fn options_init_hook_pragmas_and_url() {
         )
         .await
         .expect("pragmas");
-    assert_eq!(row.get::<i64, _>(0).expect("uv"), 7);
-    assert_eq!(row.get::<String, _>(1).expect("jm"), "wal");
-    assert_eq!(row.get::<i64, _>(2).expect("fk"), 1);
+    assert_eq!(row.get::<_, i64>(0).expect("uv"), 7);
+    assert_eq!(row.get::<_, String>(1).expect("jm"), "wal");
+    assert_eq!(row.get::<_, i64>(2).expect("fk"), 1);
     conn.close().await.expect("close");
 
     let url = format!("sqlite://{}?mode=ro", path.display());
@@ -506,7 +506,7 @@ async fn column_names_follow_schema_changes() {
             ("c".into(), Some("BLOB".into()))
         ]
     );
-    assert_eq!(row.get::<String, _>("b").expect("b"), "x");
+    assert_eq!(row.get::<_, String>("b").expect("b"), "x");
 }
 
 #[tokio::test]
@@ -521,9 +521,9 @@ async fn rows_of_one_fetch_are_independent_values() {
         .expect("rows");
     let kept = rows[1].clone();
     drop(rows);
-    assert_eq!(kept.get::<i64, _>(0).expect("int"), 2);
-    assert_eq!(kept.get::<String, _>(1).expect("text"), "v2");
-    assert_eq!(kept.get::<Vec<u8>, _>(2).expect("blob"), vec![0xab]);
+    assert_eq!(kept.get::<_, i64>(0).expect("int"), 2);
+    assert_eq!(kept.get::<_, String>(1).expect("text"), "v2");
+    assert_eq!(kept.get::<_, Vec<u8>>(2).expect("blob"), vec![0xab]);
     assert_eq!(
         format!("{kept:?}"),
         r#"{"value": Integer(2), "'v' || value": Text("v2"), "x'ab'": Blob([171])}"#

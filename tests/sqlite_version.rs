@@ -40,7 +40,7 @@ async fn every_connection_runs_that_sqlite() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let db = Database::open(dir.path().join("v.db")).await.expect("open");
-    for handle in [db.on_writer(), db.on_reader()] {
+    for handle in [db.writer(), db.reader()] {
         let text: String = handle
             .fetch_one("SELECT sqlite_version()", ())
             .await

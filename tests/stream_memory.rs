@@ -18,7 +18,7 @@ async fn million_row_stream_has_flat_memory() {
                SELECT x, printf('%0100d', x) FROM c";
     let mut stream = conn.stream(sql, ());
     let first = stream.next().await.expect("row").expect("ok");
-    assert_eq!(first.get::<i64, _>(0).expect("int"), 1);
+    assert_eq!(first.get::<_, i64>(0).expect("int"), 1);
     let baseline = rss_kib();
     let mut peak = baseline;
     let mut count = 1i64;

@@ -29,7 +29,7 @@ async fn other_requests_complete_while_a_stream_is_open() {
     numbers(&conn, 1000).await;
     let mut stream = conn.stream("SELECT x FROM t ORDER BY x", ());
     let first = stream.next().await.expect("a row").expect("ok");
-    assert_eq!(first.get::<i64, _>(0).expect("int"), 1);
+    assert_eq!(first.get::<_, i64>(0).expect("int"), 1);
     // The consumer is slow: meanwhile the connection serves everyone else,
     // writes included.
     for i in 0..20 {
@@ -40,13 +40,13 @@ async fn other_requests_complete_while_a_stream_is_open() {
         .await
         .expect("not blocked by the open stream")
         .expect("query");
-        assert_eq!(v.get::<i64, _>(0).expect("int"), 1000 + i);
+        assert_eq!(v.get::<_, i64>(0).expect("int"), 1000 + i);
     }
     conn.execute("CREATE TABLE other(y)", ())
         .await
         .expect("write while streaming");
     let rest: Vec<i64> = stream
-        .map(|r| r.expect("row").get::<i64, _>(0).expect("int"))
+        .map(|r| r.expect("row").get::<_, i64>(0).expect("int"))
         .collect()
         .await;
     assert_eq!(rest, (2..=1000).collect::<Vec<_>>());
@@ -93,7 +93,7 @@ async fn insert_returning_is_committed_before_the_first_row() {
         .fetch_one("INSERT INTO t(v) VALUES (1), (2), (3) RETURNING id", ())
         .await
         .expect("returning");
-    assert_eq!(row.get::<i64, _>(0).expect("id"), 1);
+    assert_eq!(row.get::<_, i64>(0).expect("id"), 1);
     assert_eq!(count().await, 3, "fetch_one's insert is committed");
 
     let mut stream = conn.stream(
@@ -101,7 +101,7 @@ async fn insert_returning_is_committed_before_the_first_row() {
         (),
     );
     let first = stream.next().await.expect("row").expect("ok");
-    assert_eq!(first.get::<i64, _>(0).expect("id"), 4);
+    assert_eq!(first.get::<_, i64>(0).expect("id"), 4);
     assert_eq!(
         count().await,
         8,
@@ -139,7 +139,7 @@ async fn stream_inside_a_transaction_sees_its_writes() {
         .expect("delete");
     let xs: Vec<i64> = tx
         .stream("SELECT x FROM t ORDER BY x", ())
-        .map(|r| r.expect("row").get::<i64, _>(0).expect("int"))
+        .map(|r| r.expect("row").get::<_, i64>(0).expect("int"))
         .collect()
         .await;
     assert_eq!(xs, vec![1, 2, 3, 4, 5]);

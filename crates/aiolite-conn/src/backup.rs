@@ -63,7 +63,7 @@ enum Destination<'a> {
 ///     .pages_per_step(1)
 ///     .progress(|p| println!("{} of {} pages left", p.remaining, p.total))
 ///     .await?;
-/// assert_eq!(copy.fetch_one("SELECT count(*) FROM t", ()).await?.get::<i64, _>(0)?, 2);
+/// assert_eq!(copy.fetch_one("SELECT count(*) FROM t", ()).await?.get::<_, i64>(0)?, 2);
 /// # Ok(()) }
 /// ```
 #[must_use = "a backup does nothing until awaited"]
@@ -391,12 +391,12 @@ impl Connection {
 impl Database {
     /// [`Connection::backup_to`] from the writer.
     pub fn backup_to<'a>(&'a self, target: &'a Connection) -> Backup<'a> {
-        self.on_writer().backup_to(target)
+        self.writer().backup_to(target)
     }
 
     /// [`Connection::backup_to_path`] from the writer.
     pub fn backup_to_path(&self, path: impl AsRef<Path>) -> Backup<'_> {
-        self.on_writer().backup_to_path(path)
+        self.writer().backup_to_path(path)
     }
 
     /// [`Connection::restore_from`] into the writer; the readers see the
@@ -408,7 +408,7 @@ impl Database {
     /// # Cancel safety
     /// As [`Connection::restore_from`].
     pub async fn restore_from(&self, path: impl AsRef<Path>) -> Result<()> {
-        self.on_writer().restore_from(path).await
+        self.writer().restore_from(path).await
     }
 
     /// [`Connection::vacuum_into`] on the writer.
@@ -419,12 +419,12 @@ impl Database {
     /// # Cancel safety
     /// As [`Connection::vacuum_into`].
     pub async fn vacuum_into(&self, path: impl AsRef<Path>) -> Result<()> {
-        self.on_writer().vacuum_into(path).await
+        self.writer().vacuum_into(path).await
     }
 
     /// [`Connection::dump`] on a reader: one snapshot, while writes go on.
     pub fn dump(&self) -> crate::Dump {
-        self.on_reader().dump()
+        self.reader().dump()
     }
 
     /// [`Connection::restore_dump`] on the writer; readers see the restored
@@ -436,6 +436,6 @@ impl Database {
     /// # Cancel safety
     /// As [`Connection::restore_dump`].
     pub async fn restore_dump(&self, script: impl Into<String>) -> Result<()> {
-        self.on_writer().restore_dump(script).await
+        self.writer().restore_dump(script).await
     }
 }

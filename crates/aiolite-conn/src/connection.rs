@@ -39,7 +39,7 @@ struct Inner {
 /// conn.execute_script("CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT, age INTEGER)").await?;
 /// let id = conn.execute_insert("INSERT INTO users(name, age) VALUES (?, ?)", ("Alice", 30)).await?;
 /// let row = conn.fetch_one("SELECT name, age FROM users WHERE id = ?", (id,)).await?;
-/// assert_eq!(row.get::<String, _>("name")?, "Alice");
+/// assert_eq!(row.get::<_, String>("name")?, "Alice");
 /// conn.close().await?;
 /// # Ok(()) }
 /// ```

@@ -157,7 +157,7 @@ impl State {
         self.channel()
             .clone()
             .run(move |w| {
-                w.query_map(sql, &(), |row| {
+                w.fetch_map(sql, &(), |row| {
                     (0..row.as_ref().column_count())
                         .map(|i| row.get::<_, Value>(i))
                         .collect::<rusqlite::Result<Vec<_>>>()
@@ -233,7 +233,7 @@ impl State {
         let columns: Vec<String> = self
             .channel()
             .clone()
-            .run(move |w| w.query_map(&pragma, &(), |row| row.get::<_, String>(1)))
+            .run(move |w| w.fetch_map(&pragma, &(), |row| row.get::<_, String>(1)))
             .await?;
         // Python builds each line in SQL from `quote()` of every column.
         // aiolite asks SQLite for the same `quote()` texts and joins them

@@ -57,7 +57,7 @@ pub enum Error {
     #[error("the request was cancelled: {0}")]
     Cancelled(&'static str),
 
-    /// A user closure (`call`, `query_map`, `transaction`, the init hook) or
+    /// A user closure (`call`, `fetch_map`, `transaction`, the init hook) or
     /// callback (a SQL function, aggregate, collation or hook) panicked on the
     /// worker thread. The worker survives; the statement running was stopped,
     /// and a transaction the request opened was rolled back.

@@ -424,7 +424,7 @@ impl Database {
         F: Fn(&Context<'_>) -> rusqlite::Result<T> + Send + 'static,
         T: SqlFnOutput,
     {
-        self.on_writer()
+        self.writer()
             .create_function(name, n_args, flags, f)
             .await?;
         self.route_to_writer(name);

@@ -293,7 +293,7 @@ impl Database {
     where
         F: FnMut(Action, &str, &str, i64) + Send + 'static,
     {
-        self.on_writer().update_hook(f).await
+        self.writer().update_hook(f).await
     }
 
     /// [`Connection::commit_hook`] on the writer.
@@ -307,7 +307,7 @@ impl Database {
     where
         F: FnMut() -> bool + Send + 'static,
     {
-        self.on_writer().commit_hook(f).await
+        self.writer().commit_hook(f).await
     }
 
     /// [`Connection::rollback_hook`] on the writer.
@@ -321,6 +321,148 @@ impl Database {
     where
         F: FnMut() + Send + 'static,
     {
-        self.on_writer().rollback_hook(f).await
+        self.writer().rollback_hook(f).await
+    }
+}
+
+/// Removing a callback without naming a closure type (`set_authorizer(None::<fn(..)>)`).
+impl Connection {
+    /// Removes the progress handler ([`set_progress_handler`](Connection::set_progress_handler)
+    /// with `None`); aiolite's own cancellation check stays.
+    ///
+    /// # Errors
+    /// [`Error::Closed`](crate::Error::Closed).
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn clear_progress_handler(&self) -> Result<()> {
+        self.set_progress_handler(0, None::<fn() -> bool>).await
+    }
+
+    /// Removes the trace callback.
+    ///
+    /// # Errors
+    /// [`Error::Closed`](crate::Error::Closed).
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn clear_trace_callback(&self) -> Result<()> {
+        self.set_trace_callback(None::<fn(&str)>).await
+    }
+
+    /// Removes the authorizer: every action is allowed again.
+    ///
+    /// # Errors
+    /// [`Error::Closed`](crate::Error::Closed).
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn clear_authorizer(&self) -> Result<()> {
+        self.set_authorizer(None::<fn(AuthContext<'_>) -> Authorization>)
+            .await
+    }
+
+    /// Removes the update hook.
+    ///
+    /// # Errors
+    /// [`Error::Closed`](crate::Error::Closed).
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn clear_update_hook(&self) -> Result<()> {
+        self.update_hook(None::<fn(Action, &str, &str, i64)>).await
+    }
+
+    /// Removes the commit hook (aiolite's own guard stays).
+    ///
+    /// # Errors
+    /// [`Error::Closed`](crate::Error::Closed).
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn clear_commit_hook(&self) -> Result<()> {
+        self.commit_hook(None::<fn() -> bool>).await
+    }
+
+    /// Removes the rollback hook.
+    ///
+    /// # Errors
+    /// [`Error::Closed`](crate::Error::Closed).
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn clear_rollback_hook(&self) -> Result<()> {
+        self.rollback_hook(None::<fn()>).await
+    }
+}
+
+/// Removing a callback without naming a closure type (`set_authorizer(None::<fn(..)>)`).
+impl Database {
+    /// Removes the progress handler ([`set_progress_handler`](Database::set_progress_handler)
+    /// with `None`); aiolite's own cancellation check stays.
+    ///
+    /// # Errors
+    /// [`Error::Closed`](crate::Error::Closed).
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn clear_progress_handler(&self) -> Result<()> {
+        self.set_progress_handler(0, None::<fn() -> bool>).await
+    }
+
+    /// Removes the trace callback.
+    ///
+    /// # Errors
+    /// [`Error::Closed`](crate::Error::Closed).
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn clear_trace_callback(&self) -> Result<()> {
+        self.set_trace_callback(None::<fn(&str)>).await
+    }
+
+    /// Removes the authorizer: every action is allowed again.
+    ///
+    /// # Errors
+    /// [`Error::Closed`](crate::Error::Closed).
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn clear_authorizer(&self) -> Result<()> {
+        self.set_authorizer(None::<fn(AuthContext<'_>) -> Authorization>)
+            .await
+    }
+
+    /// Removes the update hook.
+    ///
+    /// # Errors
+    /// [`Error::Closed`](crate::Error::Closed).
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn clear_update_hook(&self) -> Result<()> {
+        self.update_hook(None::<fn(Action, &str, &str, i64)>).await
+    }
+
+    /// Removes the commit hook (aiolite's own guard stays).
+    ///
+    /// # Errors
+    /// [`Error::Closed`](crate::Error::Closed).
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn clear_commit_hook(&self) -> Result<()> {
+        self.commit_hook(None::<fn() -> bool>).await
+    }
+
+    /// Removes the rollback hook.
+    ///
+    /// # Errors
+    /// [`Error::Closed`](crate::Error::Closed).
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn clear_rollback_hook(&self) -> Result<()> {
+        self.rollback_hook(None::<fn()>).await
     }
 }

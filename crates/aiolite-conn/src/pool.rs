@@ -29,7 +29,7 @@ use crate::worker::ReadChunk;
 /// `changes()` or `total_changes()` always go to the writer, and so does
 /// everything inside a transaction from [`begin`](Database::begin) (which
 /// leases the writer: no other task's statement lands inside it).
-/// [`on_writer`](Database::on_writer) and [`on_reader`](Database::on_reader)
+/// [`writer`](Database::writer) and [`reader`](Database::reader)
 /// pick a connection explicitly.
 ///
 /// ```
@@ -269,7 +269,7 @@ impl Database {
     /// The writer connection: everything sent to it runs on the writer.
     /// A transaction it leaves open outside [`begin`](Database::begin) is rolled
     /// back after the request.
-    pub fn on_writer(&self) -> &Connection {
+    pub fn writer(&self) -> &Connection {
         &self.inner.writer
     }
 
@@ -285,7 +285,7 @@ impl Database {
     /// snapshot that stream or transaction pinned, older than writes already
     /// acknowledged. The writer when the pool has no readers, or when every
     /// reader is held so.
-    pub fn on_reader(&self) -> &Connection {
+    pub fn reader(&self) -> &Connection {
         let readers = &self.inner.readers;
         if readers.is_empty() {
             return &self.inner.writer;
@@ -357,7 +357,7 @@ impl Database {
                 } else {
                     let text = sql.to_owned();
                     match self
-                        .on_reader()
+                        .reader()
                         .channel()
                         .run(move |w| w.is_read_only(&text))
                         .await
@@ -388,7 +388,7 @@ impl Database {
             }
         };
         Ok(if read_only {
-            self.on_reader()
+            self.reader()
         } else {
             &self.inner.writer
         })
@@ -486,7 +486,7 @@ impl Database {
         E: From<Error> + Send + 'static,
     {
         self.refuse_own_lease()?;
-        self.on_reader().call(f).await
+        self.reader().call(f).await
     }
 
     /// Runs `f` on the writer's worker. A transaction `f` leaves open is

@@ -108,8 +108,8 @@ pub trait Handle: sealed::Sealed + Sync {
         params: P,
     ) -> impl Future<Output = Result<Option<Row>>> + Send;
 
-    /// [`Connection::query_map`](crate::Connection::query_map).
-    fn query_map<P, T, F>(
+    /// [`Connection::fetch_map`](crate::Connection::fetch_map).
+    fn fetch_map<P, T, F>(
         &self,
         sql: impl IntoSql,
         params: P,
@@ -369,7 +369,7 @@ macro_rules! impl_query_methods {
             ///
             /// # Cancel safety
             /// As [`execute`](Self::execute).
-            pub async fn query_map<P, T, F>(
+            pub async fn fetch_map<P, T, F>(
                 &self,
                 sql: impl $crate::IntoSql,
                 params: P,
@@ -386,7 +386,7 @@ macro_rules! impl_query_methods {
                 self.target(&sql, $crate::query_methods::Route::BySql)
                     .await?
                     .run_query($crate::sql::looks_like_read(&sql), move |w| {
-                        w.query_map(&sql, &params, f)
+                        w.fetch_map(&sql, &params, f)
                     })
                     .await
             }
@@ -657,7 +657,7 @@ macro_rules! impl_handle {
                 <$ty>::fetch_optional(self, $crate::IntoSql::into_sql(sql), params)
             }
 
-            fn query_map<P, T, F>(
+            fn fetch_map<P, T, F>(
                 &self,
                 sql: impl $crate::IntoSql,
                 params: P,
@@ -670,7 +670,7 @@ macro_rules! impl_handle {
                     + Send
                     + 'static,
             {
-                <$ty>::query_map(self, $crate::IntoSql::into_sql(sql), params, f)
+                <$ty>::fetch_map(self, $crate::IntoSql::into_sql(sql), params, f)
             }
 
             fn fetch_all_with<P: $crate::Params, D: $crate::RowDecoder>(

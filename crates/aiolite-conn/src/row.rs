@@ -210,14 +210,16 @@ impl Row {
         &self.block.cells[self.start + i]
     }
 
-    /// The value of a column, converted to `T`.
+    /// The value of a column, converted to `T`. The type parameters are in
+    /// rusqlite's order, so a turbofish reads the same on both rows:
+    /// `row.get::<_, i64>(0)`.
     ///
     /// # Errors
     /// [`Error::ColumnNotFound`] / [`Error::ColumnIndexOutOfRange`] for a bad
     /// index; [`Error::Decode`] naming the column, the Rust type and the SQLite
     /// type found when the value does not convert (a NULL into `i64`, an
     /// integer out of `u8`'s range, invalid UTF-8 into `String`, ...).
-    pub fn get<T: FromSql, I: RowIndex>(&self, index: I) -> Result<T> {
+    pub fn get<I: RowIndex, T: FromSql>(&self, index: I) -> Result<T> {
         let i = index.index(self)?;
         let cell = self.cell(i);
         let value = self.block.value(self.start + i);
@@ -366,18 +368,18 @@ mod tests {
     #[test]
     fn get_by_index_and_name() {
         let r = row("SELECT 1 AS id, 'x' AS Name, NULL AS n, x'00ff' AS b, 2.5 AS f");
-        assert_eq!(r.get::<i64, _>(0).expect("id"), 1);
-        assert_eq!(r.get::<String, _>("name").expect("name"), "x");
-        assert_eq!(r.get::<Option<i64>, _>("n").expect("n"), None);
-        assert_eq!(r.get::<Vec<u8>, _>("b").expect("b"), vec![0, 255]);
-        assert_eq!(r.get::<f64, _>(4).expect("f"), 2.5);
+        assert_eq!(r.get::<_, i64>(0).expect("id"), 1);
+        assert_eq!(r.get::<_, String>("name").expect("name"), "x");
+        assert_eq!(r.get::<_, Option<i64>>("n").expect("n"), None);
+        assert_eq!(r.get::<_, Vec<u8>>("b").expect("b"), vec![0, 255]);
+        assert_eq!(r.get::<_, f64>(4).expect("f"), 2.5);
         assert_eq!(r.len(), 5);
     }
 
     #[test]
     fn decode_errors_name_column_and_types() {
         let r = row("SELECT NULL AS age, 300 AS small, CAST(x'ff' AS TEXT) AS bad");
-        let e = r.get::<i64, _>("age").expect_err("null into i64");
+        let e = r.get::<_, i64>("age").expect_err("null into i64");
         match &e {
             Error::Decode {
                 index,
@@ -392,21 +394,21 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
-        let e = r.get::<u8, _>("small").expect_err("300 into u8");
+        let e = r.get::<_, u8>("small").expect_err("300 into u8");
         assert!(e.to_string().contains("out of range"), "{e}");
-        let e = r.get::<String, _>("bad").expect_err("bad utf8");
+        let e = r.get::<_, String>("bad").expect_err("bad utf8");
         assert!(e.to_string().contains("UTF-8"), "{e}");
         // rusqlite's Value conversion would panic here; ours is an error.
         let e = r
-            .get::<rusqlite::types::Value, _>("bad")
+            .get::<_, rusqlite::types::Value>("bad")
             .expect_err("bad utf8");
         assert!(matches!(e, Error::Decode { .. }));
         assert!(matches!(
-            r.get::<i64, _>("nope"),
+            r.get::<_, i64>("nope"),
             Err(Error::ColumnNotFound(_))
         ));
         assert!(matches!(
-            r.get::<i64, _>(9),
+            r.get::<_, i64>(9),
             Err(Error::ColumnIndexOutOfRange { index: 9, len: 3 })
         ));
     }

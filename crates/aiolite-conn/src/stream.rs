@@ -99,7 +99,7 @@ enum State<T> {
 /// let mut rows = conn.stream("SELECT age FROM users", ());
 /// let mut total = 0i64;
 /// while let Some(row) = rows.next().await {
-///     total += row?.get::<i64, _>(0)?;
+///     total += row?.get::<_, i64>(0)?;
 /// }
 /// # Ok(()) }
 /// ```

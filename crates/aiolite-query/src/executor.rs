@@ -22,7 +22,7 @@ use crate::statement::Statement;
 /// - SQL text: [`fetch_all_as`](Self::fetch_all_as) and friends, with
 ///   [`Params`] as everywhere in aiolite;
 /// - a sea-query statement: [`query_all`](Self::query_all) and friends,
-///   [`exec`](Self::exec), [`exec_insert`](Self::exec_insert); the
+///   [`query_execute`](Self::query_execute), [`query_execute_insert`](Self::query_execute_insert); the
 ///   statement's values are bound for you;
 /// - a [`Model`]: [`insert`](Self::insert), [`find`](Self::find),
 ///   [`update`](Self::update), [`delete`](Self::delete),
@@ -174,7 +174,10 @@ pub trait Executor: Handle {
     ///
     /// # Cancel safety
     /// As `execute`: dropped before the worker starts it, the statement never runs; once started, it completes or fails whole.
-    fn exec(&self, statement: impl Statement) -> impl Future<Output = Result<usize>> + Send {
+    fn query_execute(
+        &self,
+        statement: impl Statement,
+    ) -> impl Future<Output = Result<usize>> + Send {
         let (sql, values) = statement.to_sql();
         Handle::execute(self, sql, values)
     }
@@ -186,7 +189,10 @@ pub trait Executor: Handle {
     ///
     /// # Cancel safety
     /// As `execute_insert`.
-    fn exec_insert(&self, statement: impl Statement) -> impl Future<Output = Result<i64>> + Send {
+    fn query_execute_insert(
+        &self,
+        statement: impl Statement,
+    ) -> impl Future<Output = Result<i64>> + Send {
         let (sql, values) = statement.to_sql();
         Handle::execute_insert(self, sql, values)
     }

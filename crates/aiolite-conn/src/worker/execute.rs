@@ -200,7 +200,7 @@ impl Worker {
         })
     }
 
-    pub(crate) fn query_map<P, T, F>(&self, sql: &str, params: &P, mut f: F) -> Result<Vec<T>>
+    pub(crate) fn fetch_map<P, T, F>(&self, sql: &str, params: &P, mut f: F) -> Result<Vec<T>>
     where
         P: Params + ?Sized,
         T: Send + 'static,
