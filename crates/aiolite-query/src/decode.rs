@@ -191,50 +191,12 @@ impl Decode for rusqlite::types::Value {
 /// Through rusqlite's own `FromSql`, so what its `ToSql` writes (and the
 /// sea-query binder, which uses it) reads back.
 #[cfg(any(feature = "chrono", feature = "uuid"))]
-fn via_from_sql<T: rusqlite::types::FromSql>(value: ValueRef<'_>) -> Result<T, DecodeError> {
+pub(crate) fn via_from_sql<T: rusqlite::types::FromSql>(
+    value: ValueRef<'_>,
+) -> Result<T, DecodeError> {
     use rusqlite::types::FromSqlError;
     T::column_result(value).map_err(|e| match e {
         FromSqlError::InvalidType => DecodeError::mismatch(value),
         other => DecodeError::invalid(value, other),
     })
-}
-
-#[cfg(feature = "chrono")]
-mod chrono_types {
-    use super::{via_from_sql, Decode, DecodeError};
-    use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, Utc};
-    use rusqlite::types::ValueRef;
-
-    macro_rules! chrono_decode {
-        ($($t:ty),*) => {$(
-            /// ISO 8601 text, as rusqlite writes and reads it.
-            impl Decode for $t {
-                fn decode(value: ValueRef<'_>) -> Result<Self, DecodeError> {
-                    via_from_sql(value)
-                }
-            }
-        )*};
-    }
-
-    chrono_decode!(
-        NaiveDate,
-        NaiveTime,
-        NaiveDateTime,
-        DateTime<Utc>,
-        DateTime<FixedOffset>
-    );
-}
-
-#[cfg(feature = "uuid")]
-impl Decode for uuid::Uuid {
-    /// A 16-byte `BLOB` (as written), or hyphenated `TEXT`.
-    fn decode(value: ValueRef<'_>) -> Result<Self, DecodeError> {
-        match value {
-            ValueRef::Text(t) => std::str::from_utf8(t)
-                .ok()
-                .and_then(|s| uuid::Uuid::parse_str(s).ok())
-                .ok_or_else(|| DecodeError::invalid(value, "not a UUID")),
-            v => via_from_sql(v),
-        }
-    }
 }

@@ -66,16 +66,19 @@ impl<T: Encode> Encode for Option<T> {
 
 macro_rules! encode_copy {
     ($($t:ty => $variant:ident),* $(,)?) => {$(
-        impl Encode for $t {
-            fn encode(&self) -> Result<Value> {
-                Ok(Value::$variant(Some(*self)))
+        impl $crate::Encode for $t {
+            fn encode(&self) -> $crate::Result<::sea_query::Value> {
+                Ok(::sea_query::Value::$variant(Some(*self)))
             }
-            fn null() -> Value {
-                Value::$variant(None)
+            fn null() -> ::sea_query::Value {
+                ::sea_query::Value::$variant(None)
             }
         }
     )*};
 }
+
+#[cfg(any(feature = "chrono", feature = "uuid"))]
+pub(crate) use encode_copy;
 
 encode_copy!(
     bool => Bool,
@@ -138,42 +141,3 @@ impl Encode for rusqlite::types::Value {
         Value::String(None)
     }
 }
-
-#[cfg(feature = "chrono")]
-mod chrono_types {
-    use super::{Encode, Result, Value};
-    use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, Utc};
-
-    encode_copy!(
-        NaiveDate => ChronoDate,
-        NaiveTime => ChronoTime,
-        NaiveDateTime => ChronoDateTime,
-        DateTime<Utc> => ChronoDateTimeUtc,
-    );
-
-    impl Encode for DateTime<FixedOffset> {
-        /// RFC 3339 text keeps the offset to the minute: an offset with
-        /// seconds (historic local mean times) would be cut and the instant
-        /// moved, so it is refused instead.
-        fn encode(&self) -> Result<Value> {
-            let offset = self.offset().local_minus_utc();
-            if offset % 60 != 0 {
-                return Err(crate::Error::Rusqlite(
-                    rusqlite::Error::ToSqlConversionFailure(
-                        format!(
-                            "the UTC offset {offset} s has seconds, which RFC 3339 text cannot keep; convert the time to whole-minute offset or UTC first"
-                        )
-                        .into(),
-                    ),
-                ));
-            }
-            Ok(Value::ChronoDateTimeWithTimeZone(Some(*self)))
-        }
-        fn null() -> Value {
-            Value::ChronoDateTimeWithTimeZone(None)
-        }
-    }
-}
-
-#[cfg(feature = "uuid")]
-encode_copy!(uuid::Uuid => Uuid);

@@ -129,7 +129,7 @@ pub(crate) fn decode_error<T>(
     }
 }
 
-fn check_width(stmt: &Statement<'_>, needed: usize) -> Result<()> {
+pub(crate) fn check_width(stmt: &Statement<'_>, needed: usize) -> Result<()> {
     let len = stmt.column_count();
     if len < needed {
         return Err(Error::ColumnIndexOutOfRange {
@@ -140,31 +140,34 @@ fn check_width(stmt: &Statement<'_>, needed: usize) -> Result<()> {
     Ok(())
 }
 
-fn is_null_at(row: &rusqlite::Row<'_>, index: usize) -> bool {
+pub(crate) fn is_null_at(row: &rusqlite::Row<'_>, index: usize) -> bool {
     matches!(row.get_ref(index), Ok(ValueRef::Null))
 }
 
 macro_rules! single_value {
     ($($t:ty),* $(,)?) => {$(
         /// The first column.
-        impl FromRow for $t {
+        impl $crate::FromRow for $t {
             type Plan = ();
 
-            fn plan(stmt: &Statement<'_>, _: &str) -> Result<()> {
-                check_width(stmt, 1)
+            fn plan(stmt: &::rusqlite::Statement<'_>, _: &str) -> $crate::Result<()> {
+                $crate::from_row::check_width(stmt, 1)
             }
 
             #[inline]
-            fn from_row(row: &rusqlite::Row<'_>, _: &()) -> Result<Self> {
-                get(row, 0, None)
+            fn from_row(row: &::rusqlite::Row<'_>, _: &()) -> $crate::Result<Self> {
+                $crate::from_row::get(row, 0, None)
             }
 
-            fn is_null(row: &rusqlite::Row<'_>, _: &()) -> bool {
-                is_null_at(row, 0)
+            fn is_null(row: &::rusqlite::Row<'_>, _: &()) -> bool {
+                $crate::from_row::is_null_at(row, 0)
             }
         }
     )*};
 }
+
+#[cfg(any(feature = "chrono", feature = "uuid", feature = "serde_json"))]
+pub(crate) use single_value;
 
 single_value!(
     i8,
@@ -182,38 +185,6 @@ single_value!(
     Vec<u8>,
     rusqlite::types::Value,
 );
-
-#[cfg(feature = "chrono")]
-single_value!(
-    chrono::NaiveDate,
-    chrono::NaiveTime,
-    chrono::NaiveDateTime,
-    chrono::DateTime<chrono::Utc>,
-    chrono::DateTime<chrono::FixedOffset>,
-);
-
-#[cfg(feature = "uuid")]
-single_value!(uuid::Uuid);
-
-#[cfg(feature = "serde_json")]
-single_value!(serde_json::Value);
-
-#[cfg(feature = "serde_json")]
-impl<T: serde::de::DeserializeOwned + Send + 'static> FromRow for crate::Json<T> {
-    type Plan = ();
-
-    fn plan(stmt: &Statement<'_>, _: &str) -> Result<()> {
-        check_width(stmt, 1)
-    }
-
-    fn from_row(row: &rusqlite::Row<'_>, _: &()) -> Result<Self> {
-        get(row, 0, None)
-    }
-
-    fn is_null(row: &rusqlite::Row<'_>, _: &()) -> bool {
-        is_null_at(row, 0)
-    }
-}
 
 /// `None` when every column `T` reads is `NULL`.
 impl<T: FromRow> FromRow for Option<T> {

@@ -12,10 +12,9 @@ mod decode;
 mod encode;
 mod executor;
 mod from_row;
-#[cfg(feature = "serde_json")]
-mod json;
 mod model;
 mod statement;
+mod types;
 
 pub use aiolite_conn::{Error, ErrorKind, Result};
 pub use column::ColumnExpr;
@@ -23,10 +22,10 @@ pub use decode::{Decode, DecodeError};
 pub use encode::Encode;
 pub use executor::{Executor, Page};
 pub use from_row::{FromRow, FromRowDecoder};
-#[cfg(feature = "serde_json")]
-pub use json::Json;
 pub use model::Model;
 pub use statement::{SqlValues, Statement};
+#[cfg(feature = "serde_json")]
+pub use types::json::Json;
 
 pub use rusqlite;
 pub use sea_query;

@@ -5,8 +5,11 @@ use sea_query::Value;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use rusqlite::Statement;
+
 use crate::decode::{Decode, DecodeError};
 use crate::encode::Encode;
+use crate::from_row::{check_width, get, is_null_at, single_value, FromRow};
 use crate::{Error, Result};
 
 /// A value stored as JSON text: any `T` that serde can write and read.
@@ -74,3 +77,21 @@ impl Encode for serde_json::Value {
         Value::String(None)
     }
 }
+
+impl<T: serde::de::DeserializeOwned + Send + 'static> FromRow for crate::Json<T> {
+    type Plan = ();
+
+    fn plan(stmt: &Statement<'_>, _: &str) -> Result<()> {
+        check_width(stmt, 1)
+    }
+
+    fn from_row(row: &rusqlite::Row<'_>, _: &()) -> Result<Self> {
+        get(row, 0, None)
+    }
+
+    fn is_null(row: &rusqlite::Row<'_>, _: &()) -> bool {
+        is_null_at(row, 0)
+    }
+}
+
+single_value!(serde_json::Value);
