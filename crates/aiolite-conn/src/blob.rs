@@ -4,14 +4,11 @@
 use std::fmt;
 
 use rusqlite::blob::Blob as RawBlob;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::channel::{Channel, Held};
 use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::worker::{Deferred, OpenBlob, Worker};
-
-static NEXT_BLOB: AtomicU64 = AtomicU64::new(1);
 
 /// An open handle on one BLOB value (`sqlite3_blob`, Python's `blobopen`):
 /// read and write byte ranges without loading the whole value. From
@@ -59,8 +56,7 @@ fn with_blob<R>(
     f: impl FnOnce(&mut RawBlob<'_>) -> rusqlite::Result<R>,
 ) -> Result<R> {
     let open = w
-        .blobs
-        .get_mut(&id)
+        .parked_blob(id)
         .ok_or_else(|| Error::Misuse("the blob handle was already closed".to_owned()))?;
     Ok(open.with_dependent_mut(|_, blob| f(blob))?)
 }
@@ -185,7 +181,6 @@ impl Connection {
     ) -> Result<Blob> {
         let table = table.to_owned();
         let column = column.to_owned();
-        let id = NEXT_BLOB.fetch_add(1, Ordering::Relaxed);
         let channel = self.channel().clone();
         self.channel()
             .run(move |w| {
@@ -193,7 +188,7 @@ impl Connection {
                     conn.blob_open(c"main", table.as_str(), column.as_str(), rowid, read_only)
                 })?;
                 let len = open.borrow_dependent().len();
-                w.park_blob(id, open);
+                let id = w.park_blob(open);
                 // From here the `Blob` owns the handle, before it is sent.
                 Ok(Blob {
                     _held: Held::new(&channel, Deferred::CloseBlob(id)),

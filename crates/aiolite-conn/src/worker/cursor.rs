@@ -203,9 +203,24 @@ pub(super) fn read_block(
 }
 
 impl Worker {
-    /// Keeps a blob handle open for its `Blob`, under `id`.
-    pub(crate) fn park_blob(&mut self, id: u64, blob: OpenBlob) {
+    /// Keeps a blob handle open for its `Blob`; its id comes from the same
+    /// space as the parked statements' (one counter per worker).
+    pub(crate) fn park_blob(&mut self, blob: OpenBlob) -> u64 {
+        let id = self.next_resource_id();
         self.blobs.insert(id, blob);
+        id
+    }
+
+    /// The blob handle parked under `id`, if it is still open.
+    pub(crate) fn parked_blob(&mut self, id: u64) -> Option<&mut OpenBlob> {
+        self.blobs.get_mut(&id)
+    }
+
+    /// The next id for something parked on this worker: a statement or a
+    /// blob handle.
+    fn next_resource_id(&mut self) -> u64 {
+        self.next_parked_id += 1;
+        self.next_parked_id
     }
 
     /// Starts a stream: the first chunk, and the statement parked for the rest.
@@ -239,8 +254,7 @@ impl Worker {
             return Ok(Chunk { rows, cursor: None });
         }
         let columns = columns.unwrap_or_else(|| Arc::from(Vec::new()));
-        self.next_cursor += 1;
-        let id = self.next_cursor;
+        let id = self.next_resource_id();
         self.cursors.insert(
             id,
             Parked {

@@ -68,7 +68,7 @@ impl Worker {
             chunk_size: opts.iter_chunk_size,
             isolation_level: opts.isolation_level,
             slow_statement: opts.slow_statement,
-            next_cursor: 0,
+            next_parked_id: 0,
             lease: None,
             serving: None,
             leases: 0,

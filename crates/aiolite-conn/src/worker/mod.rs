@@ -406,21 +406,21 @@ pub(crate) struct Worker {
     // Field order is drop order: parked statements and open blobs go before
     // the alias they were prepared on, and all before the connection.
     cursors: HashMap<u64, Parked>,
-    pub(crate) blobs: HashMap<u64, OpenBlob>,
+    blobs: HashMap<u64, OpenBlob>,
     alias: Rc<rusqlite::Connection>,
     pub(crate) conn: rusqlite::Connection,
     pub(crate) shared: Arc<Shared>,
     chunk_size: usize,
     isolation_level: Option<TransactionBehavior>,
     slow_statement: Duration,
-    pub(crate) next_cursor: u64,
+    next_parked_id: u64,
     /// Set by a `begin` request: serve this channel alone until the lease ends.
     lease: Option<Lease>,
     /// The lease being served.
     serving: Option<Serving>,
     leases: u64,
     /// Set by the request that ends the lease (commit or rollback).
-    pub(crate) end_lease: bool,
+    end_lease: bool,
     /// A pool writer: roll back what a request without the lease left open.
     rollback_stray: bool,
     /// A pool writer: tell the pool about schema changes (`note_schema`).
@@ -440,7 +440,7 @@ pub(crate) struct Worker {
     /// A read batch's transaction is open (see [`Worker::run_read_batch`]).
     read_batch: Cell<bool>,
     /// Group commit (the pool's writer, when asked for).
-    pub(crate) group: Group,
+    group: Group,
 }
 
 /// Spawns the worker thread, which opens and configures the connection.
