@@ -4,28 +4,10 @@
 mod common;
 use aiolite::rusqlite;
 use aiolite::{BackupProgress, Connection, Error};
-use common::scalar;
+use common::{foo_rows, foo_table, scalar};
 use futures_util::TryStreamExt;
 use std::future::IntoFuture;
 use std::sync::{Arc, Mutex};
-
-async fn foo_table(conn: &Connection) {
-    conn.execute("create table foo (i integer, k charvar(250))", ())
-        .await
-        .expect("create");
-    conn.execute_many(
-        "insert into foo values (?, ?)",
-        [(1, "hello"), (2, "world")],
-    )
-    .await
-    .expect("insert");
-}
-
-async fn foo_rows(conn: &Connection) -> Vec<(i64, String)> {
-    conn.fetch_map("select * from foo", (), |r| Ok((r.get(0)?, r.get(1)?)))
-        .await
-        .expect("select")
-}
 
 #[tokio::test]
 async fn iterdump() {

@@ -2,25 +2,7 @@
 
 mod common;
 use aiolite::{Connection, Error};
-use common::scalar;
-
-async fn foo_table(conn: &Connection) {
-    conn.execute("create table foo (i integer, k charvar(250))", ())
-        .await
-        .expect("create");
-    conn.execute_many(
-        "insert into foo values (?, ?)",
-        [(1, "hello"), (2, "world")],
-    )
-    .await
-    .expect("insert");
-}
-
-async fn foo_rows(conn: &Connection) -> Vec<(i64, String)> {
-    conn.fetch_map("select * from foo", (), |r| Ok((r.get(0)?, r.get(1)?)))
-        .await
-        .expect("select")
-}
+use common::{foo_rows, foo_table, scalar};
 
 #[tokio::test]
 async fn serialize_and_deserialize() {

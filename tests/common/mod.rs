@@ -40,3 +40,23 @@ pub(crate) fn rss_kib() -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .expect("VmRSS")
 }
+
+/// aiosqlite's smoke-test table: `foo(i, k)` with two rows.
+pub(crate) async fn foo_table(conn: &Connection) {
+    conn.execute("create table foo (i integer, k charvar(250))", ())
+        .await
+        .expect("create");
+    conn.execute_many(
+        "insert into foo values (?, ?)",
+        [(1, "hello"), (2, "world")],
+    )
+    .await
+    .expect("insert");
+}
+
+/// The rows of [`foo_table`].
+pub(crate) async fn foo_rows(conn: &Connection) -> Vec<(i64, String)> {
+    conn.fetch_map("select * from foo", (), |r| Ok((r.get(0)?, r.get(1)?)))
+        .await
+        .expect("select")
+}

@@ -321,30 +321,7 @@ impl Connection {
     }
 }
 
-impl Connection {
-    /// The queue every statement goes to (see `query_methods`).
-    pub(crate) async fn target(
-        &self,
-        _sql: &str,
-        _to: crate::query_methods::Route,
-    ) -> crate::Result<&crate::channel::Channel> {
-        Ok(self.channel())
-    }
-
-    pub(crate) fn stream_of<T: Send + 'static>(
-        &self,
-        sql: crate::sql::Sql,
-        params: Box<dyn crate::Params>,
-        reader: Box<dyn crate::worker::ReadChunk<Item = T>>,
-    ) -> crate::RowStream<T> {
-        crate::RowStream::new(self.channel().clone(), sql, params, reader)
-    }
-
-    pub(crate) fn scripts_must_close(&self) -> bool {
-        false
-    }
-}
-
+crate::query_methods::one_queue_hooks!(Connection);
 crate::query_methods::impl_query_methods!(Connection);
 crate::query_methods::impl_call!(Connection);
 crate::query_methods::impl_handle!(Connection, call);

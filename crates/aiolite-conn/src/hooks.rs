@@ -325,144 +325,81 @@ impl Database {
     }
 }
 
-/// Removing a callback without naming a closure type (`set_authorizer(None::<fn(..)>)`).
-impl Connection {
-    /// Removes the progress handler ([`set_progress_handler`](Connection::set_progress_handler)
-    /// with `None`); aiolite's own cancellation check stays.
-    ///
-    /// # Errors
-    /// [`Error::Closed`](crate::Error::Closed).
-    ///
-    /// # Cancel safety
-    /// Cancel safe.
-    pub async fn clear_progress_handler(&self) -> Result<()> {
-        self.set_progress_handler(0, None::<fn() -> bool>).await
-    }
+/// Removing a callback without naming a closure type
+/// (`set_authorizer(None::<fn(..)>)`), on a connection and on a pool.
+macro_rules! clear_callbacks {
+    ($ty:ty) => {
+        impl $ty {
+            /// Removes the progress handler ([`set_progress_handler`](Self::set_progress_handler)
+            /// with `None`); aiolite's own cancellation check stays.
+            ///
+            /// # Errors
+            /// [`Error::Closed`](crate::Error::Closed).
+            ///
+            /// # Cancel safety
+            /// Cancel safe.
+            pub async fn clear_progress_handler(&self) -> Result<()> {
+                self.set_progress_handler(0, None::<fn() -> bool>).await
+            }
 
-    /// Removes the trace callback.
-    ///
-    /// # Errors
-    /// [`Error::Closed`](crate::Error::Closed).
-    ///
-    /// # Cancel safety
-    /// Cancel safe.
-    pub async fn clear_trace_callback(&self) -> Result<()> {
-        self.set_trace_callback(None::<fn(&str)>).await
-    }
+            /// Removes the trace callback.
+            ///
+            /// # Errors
+            /// [`Error::Closed`](crate::Error::Closed).
+            ///
+            /// # Cancel safety
+            /// Cancel safe.
+            pub async fn clear_trace_callback(&self) -> Result<()> {
+                self.set_trace_callback(None::<fn(&str)>).await
+            }
 
-    /// Removes the authorizer: every action is allowed again.
-    ///
-    /// # Errors
-    /// [`Error::Closed`](crate::Error::Closed).
-    ///
-    /// # Cancel safety
-    /// Cancel safe.
-    pub async fn clear_authorizer(&self) -> Result<()> {
-        self.set_authorizer(None::<fn(AuthContext<'_>) -> Authorization>)
-            .await
-    }
+            /// Removes the authorizer: every action is allowed again.
+            ///
+            /// # Errors
+            /// [`Error::Closed`](crate::Error::Closed).
+            ///
+            /// # Cancel safety
+            /// Cancel safe.
+            pub async fn clear_authorizer(&self) -> Result<()> {
+                self.set_authorizer(None::<fn(AuthContext<'_>) -> Authorization>)
+                    .await
+            }
 
-    /// Removes the update hook.
-    ///
-    /// # Errors
-    /// [`Error::Closed`](crate::Error::Closed).
-    ///
-    /// # Cancel safety
-    /// Cancel safe.
-    pub async fn clear_update_hook(&self) -> Result<()> {
-        self.update_hook(None::<fn(Action, &str, &str, i64)>).await
-    }
+            /// Removes the update hook.
+            ///
+            /// # Errors
+            /// [`Error::Closed`](crate::Error::Closed).
+            ///
+            /// # Cancel safety
+            /// Cancel safe.
+            pub async fn clear_update_hook(&self) -> Result<()> {
+                self.update_hook(None::<fn(Action, &str, &str, i64)>).await
+            }
 
-    /// Removes the commit hook (aiolite's own guard stays).
-    ///
-    /// # Errors
-    /// [`Error::Closed`](crate::Error::Closed).
-    ///
-    /// # Cancel safety
-    /// Cancel safe.
-    pub async fn clear_commit_hook(&self) -> Result<()> {
-        self.commit_hook(None::<fn() -> bool>).await
-    }
+            /// Removes the commit hook (aiolite's own guard stays).
+            ///
+            /// # Errors
+            /// [`Error::Closed`](crate::Error::Closed).
+            ///
+            /// # Cancel safety
+            /// Cancel safe.
+            pub async fn clear_commit_hook(&self) -> Result<()> {
+                self.commit_hook(None::<fn() -> bool>).await
+            }
 
-    /// Removes the rollback hook.
-    ///
-    /// # Errors
-    /// [`Error::Closed`](crate::Error::Closed).
-    ///
-    /// # Cancel safety
-    /// Cancel safe.
-    pub async fn clear_rollback_hook(&self) -> Result<()> {
-        self.rollback_hook(None::<fn()>).await
-    }
+            /// Removes the rollback hook.
+            ///
+            /// # Errors
+            /// [`Error::Closed`](crate::Error::Closed).
+            ///
+            /// # Cancel safety
+            /// Cancel safe.
+            pub async fn clear_rollback_hook(&self) -> Result<()> {
+                self.rollback_hook(None::<fn()>).await
+            }
+        }
+    };
 }
 
-/// Removing a callback without naming a closure type (`set_authorizer(None::<fn(..)>)`).
-impl Database {
-    /// Removes the progress handler ([`set_progress_handler`](Database::set_progress_handler)
-    /// with `None`); aiolite's own cancellation check stays.
-    ///
-    /// # Errors
-    /// [`Error::Closed`](crate::Error::Closed).
-    ///
-    /// # Cancel safety
-    /// Cancel safe.
-    pub async fn clear_progress_handler(&self) -> Result<()> {
-        self.set_progress_handler(0, None::<fn() -> bool>).await
-    }
-
-    /// Removes the trace callback.
-    ///
-    /// # Errors
-    /// [`Error::Closed`](crate::Error::Closed).
-    ///
-    /// # Cancel safety
-    /// Cancel safe.
-    pub async fn clear_trace_callback(&self) -> Result<()> {
-        self.set_trace_callback(None::<fn(&str)>).await
-    }
-
-    /// Removes the authorizer: every action is allowed again.
-    ///
-    /// # Errors
-    /// [`Error::Closed`](crate::Error::Closed).
-    ///
-    /// # Cancel safety
-    /// Cancel safe.
-    pub async fn clear_authorizer(&self) -> Result<()> {
-        self.set_authorizer(None::<fn(AuthContext<'_>) -> Authorization>)
-            .await
-    }
-
-    /// Removes the update hook.
-    ///
-    /// # Errors
-    /// [`Error::Closed`](crate::Error::Closed).
-    ///
-    /// # Cancel safety
-    /// Cancel safe.
-    pub async fn clear_update_hook(&self) -> Result<()> {
-        self.update_hook(None::<fn(Action, &str, &str, i64)>).await
-    }
-
-    /// Removes the commit hook (aiolite's own guard stays).
-    ///
-    /// # Errors
-    /// [`Error::Closed`](crate::Error::Closed).
-    ///
-    /// # Cancel safety
-    /// Cancel safe.
-    pub async fn clear_commit_hook(&self) -> Result<()> {
-        self.commit_hook(None::<fn() -> bool>).await
-    }
-
-    /// Removes the rollback hook.
-    ///
-    /// # Errors
-    /// [`Error::Closed`](crate::Error::Closed).
-    ///
-    /// # Cancel safety
-    /// Cancel safe.
-    pub async fn clear_rollback_hook(&self) -> Result<()> {
-        self.rollback_hook(None::<fn()>).await
-    }
-}
+clear_callbacks!(Connection);
+clear_callbacks!(Database);

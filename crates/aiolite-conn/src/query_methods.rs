@@ -543,6 +543,36 @@ macro_rules! impl_query_methods {
     };
 }
 
+/// The hooks of a handle that is one queue (a connection, a transaction's
+/// lease): every statement goes to `self.channel()`.
+macro_rules! one_queue_hooks {
+    ($ty:ty) => {
+        impl $ty {
+            /// The queue every statement goes to (see `query_methods`).
+            pub(crate) async fn target(
+                &self,
+                _sql: &str,
+                _to: $crate::query_methods::Route,
+            ) -> $crate::Result<&$crate::channel::Channel> {
+                Ok(self.channel())
+            }
+
+            pub(crate) fn stream_of<T: Send + 'static>(
+                &self,
+                sql: $crate::sql::Sql,
+                params: Box<dyn $crate::Params>,
+                reader: Box<dyn $crate::worker::ReadChunk<Item = T>>,
+            ) -> $crate::RowStream<T> {
+                $crate::RowStream::new(self.channel().clone(), sql, params, reader)
+            }
+
+            pub(crate) fn scripts_must_close(&self) -> bool {
+                false
+            }
+        }
+    };
+}
+
 /// `call` for the handles that are one connection (a pool has `read` and
 /// `write` instead).
 macro_rules! impl_call {
@@ -740,4 +770,4 @@ macro_rules! impl_handle {
 }
 
 pub(crate) use sealed::Sealed;
-pub(crate) use {impl_call, impl_handle, impl_query_methods};
+pub(crate) use {impl_call, impl_handle, impl_query_methods, one_queue_hooks};

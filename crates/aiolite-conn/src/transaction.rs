@@ -143,30 +143,7 @@ impl Drop for Transaction {
     }
 }
 
-impl Transaction {
-    /// The queue every statement goes to (see `query_methods`).
-    pub(crate) async fn target(
-        &self,
-        _sql: &str,
-        _to: crate::query_methods::Route,
-    ) -> crate::Result<&crate::channel::Channel> {
-        Ok(self.channel())
-    }
-
-    pub(crate) fn stream_of<T: Send + 'static>(
-        &self,
-        sql: crate::sql::Sql,
-        params: Box<dyn crate::Params>,
-        reader: Box<dyn crate::worker::ReadChunk<Item = T>>,
-    ) -> crate::RowStream<T> {
-        crate::RowStream::new(self.channel().clone(), sql, params, reader)
-    }
-
-    pub(crate) fn scripts_must_close(&self) -> bool {
-        false
-    }
-}
-
+crate::query_methods::one_queue_hooks!(Transaction);
 crate::query_methods::impl_query_methods!(Transaction);
 crate::query_methods::impl_call!(Transaction);
 crate::query_methods::impl_handle!(Transaction, call);
@@ -269,30 +246,7 @@ impl Drop for Savepoint<'_> {
     }
 }
 
-impl Savepoint<'_> {
-    /// The queue every statement goes to (see `query_methods`).
-    pub(crate) async fn target(
-        &self,
-        _sql: &str,
-        _to: crate::query_methods::Route,
-    ) -> crate::Result<&crate::channel::Channel> {
-        Ok(self.channel())
-    }
-
-    pub(crate) fn stream_of<T: Send + 'static>(
-        &self,
-        sql: crate::sql::Sql,
-        params: Box<dyn crate::Params>,
-        reader: Box<dyn crate::worker::ReadChunk<Item = T>>,
-    ) -> crate::RowStream<T> {
-        crate::RowStream::new(self.channel().clone(), sql, params, reader)
-    }
-
-    pub(crate) fn scripts_must_close(&self) -> bool {
-        false
-    }
-}
-
+crate::query_methods::one_queue_hooks!(Savepoint<'_>);
 crate::query_methods::impl_query_methods!(Savepoint<'_>);
 crate::query_methods::impl_call!(Savepoint<'_>);
 crate::query_methods::impl_handle!(Savepoint<'_>, call);
