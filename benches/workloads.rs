@@ -748,6 +748,9 @@ struct Medians {
     errors: f64,
     by_hand: f64,
     sqlite: String,
+    /// The ratio to the baseline in each round, in round order: a goal must
+    /// hold in every round, not only for the median.
+    round_ratios: Vec<f64>,
 }
 
 fn main() {
@@ -836,10 +839,38 @@ fn main() {
                 results[slot].push(parse_result(&line));
             }
         }
+        // Each round's baseline (the first contestant, synchronous rusqlite).
+        let base_rates: Vec<f64> = results
+            .first()
+            .map(|rs| {
+                rs.iter()
+                    .map(|r| {
+                        r.get(unit(workload))
+                            .and_then(|v| v.parse().ok())
+                            .unwrap_or(0.0)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         let row = who
             .iter()
             .zip(&results)
             .map(|(&i, rs)| {
+                let round_ratios = rs
+                    .iter()
+                    .zip(&base_rates)
+                    .map(|(r, base)| {
+                        let rate: f64 = r
+                            .get(unit(workload))
+                            .and_then(|v| v.parse().ok())
+                            .unwrap_or(0.0);
+                        if *base > 0.0 {
+                            rate / base
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect();
                 let field = |k: &str| {
                     median(
                         rs.iter()
@@ -859,6 +890,7 @@ fn main() {
                         .first()
                         .and_then(|r| r.get("sqlite").cloned())
                         .unwrap_or_default(),
+                    round_ratios,
                 };
                 (all[i].name.clone(), m)
             })
@@ -879,6 +911,8 @@ fn main() {
                 m.p99,
                 m.rss_kb
             );
+            let rounds: Vec<String> = m.round_ratios.iter().map(|r| format!("{r:.2}")).collect();
+            line += &format!(" rounds=[{}]", rounds.join(","));
             if *workload == "W7" {
                 line += &format!(
                     " writes_per_s={:.0} writes_ratio={:.2} locked_errors={:.0}",
