@@ -210,8 +210,8 @@ pub trait Executor: Handle {
     /// As `execute`: dropped before the worker starts it, nothing is
     /// inserted; once started, the insert completes or fails whole.
     fn insert<M: Model>(&self, model: &M) -> impl Future<Output = Result<M::Key>> + Send {
-        let built = model::InsertPlan::new(model, false)
-            .and_then(|plan| Ok((plan, model::insert_values(model)?)));
+        let built = model::insert_values(model)
+            .and_then(|values| Ok((model::InsertPlan::new::<M>(&values, false)?, values)));
         let key = model.key();
         async move {
             let (plan, values) = built?;
@@ -247,8 +247,8 @@ pub trait Executor: Handle {
         &self,
         model: &M,
     ) -> impl Future<Output = Result<M>> + Send {
-        let built = model::InsertPlan::new(model, true)
-            .and_then(|plan| Ok((plan, model::insert_values(model)?)));
+        let built = model::insert_values(model)
+            .and_then(|values| Ok((model::InsertPlan::new::<M>(&values, true)?, values)));
         async move {
             let (plan, values) = built?;
             Handle::__write(self, move |conn| {
@@ -294,15 +294,14 @@ pub trait Executor: Handle {
         // One statement for the batch: every row inserts the same columns, so
         // only the values are built per row.
         let built = (|| -> Result<_> {
-            let Some(first) = models.first() else {
-                return Ok(None);
-            };
-            let plan = model::InsertPlan::new(first, false)?;
             let values = models
                 .iter()
                 .map(model::insert_values)
                 .collect::<Result<Vec<_>>>()?;
-            Ok(Some((plan, values)))
+            let Some(first) = values.first() else {
+                return Ok(None);
+            };
+            Ok(Some((model::InsertPlan::new::<M>(first, false)?, values)))
         })();
         let keys: Vec<M::Key> = models.iter().map(Model::key).collect();
         async move {
@@ -464,7 +463,7 @@ pub trait Executor: Handle {
         page: u64,
         per_page: u64,
     ) -> impl Future<Output = Result<Page<T>>> + Send {
-        let (sql, values, count) = page_sql(select, page, per_page);
+        let (sql, values, whole) = page_sql(select, page, per_page);
         async move {
             let mut decoder = FromRowDecoder::<T>::new();
             let rows: Vec<(T, i64)> =
@@ -478,7 +477,7 @@ pub trait Executor: Handle {
                 None if page == 0 => 0,
                 // Past the last page: no row carries the total.
                 None => {
-                    let (sql, values) = count;
+                    let (sql, values) = count_sql(whole);
                     let n: i64 = self.fetch_one_as(sql, values).await?;
                     u64::try_from(n).unwrap_or_default()
                 }
@@ -550,21 +549,19 @@ impl<T> Page<T> {
 }
 
 /// The page query (the statement with `count(*) OVER ()` as its last column,
-/// and the page's LIMIT/OFFSET), and a count of the whole result for a page
-/// past the end. `DISTINCT` is counted over a subquery, since a window
+/// and the page's LIMIT/OFFSET), and the statement without them, counted
+/// only for a page past the end. `DISTINCT` is counted over a subquery, since a window
 /// function would count the rows before DISTINCT removes any.
 fn page_sql(
     select: &sea_query::SelectStatement,
     page: u64,
     per_page: u64,
-) -> (String, crate::SqlValues, (String, crate::SqlValues)) {
+) -> (String, crate::SqlValues, sea_query::SelectStatement) {
     use sea_query::{Alias, Expr, Query};
     let mut unpaged = select.clone();
     unpaged.reset_limit().reset_offset();
-    let mut count = Query::select();
-    count
-        .expr(Expr::cust("count(*)"))
-        .from_subquery(unpaged.clone(), Alias::new("aiolite_page"));
+    let whole = unpaged.clone();
+    // sea-query has no accessor for DISTINCT: its text says.
     let (text, _) = unpaged.to_sql();
     let mut paged = if text.starts_with("SELECT DISTINCT") {
         let mut outer = Query::select();
@@ -580,7 +577,17 @@ fn page_sql(
         .limit(per_page)
         .offset(page.saturating_mul(per_page));
     let (sql, values) = paged.to_sql();
-    (sql, values, count.to_sql())
+    (sql, values, whole)
+}
+
+/// `SELECT count(*)` of a statement's whole result, for a page past its end.
+fn count_sql(whole: sea_query::SelectStatement) -> (String, crate::SqlValues) {
+    use sea_query::{Alias, Expr, Query};
+    let mut count = Query::select();
+    count
+        .expr(Expr::cust("count(*)"))
+        .from_subquery(whole, Alias::new("aiolite_page"));
+    count.to_sql()
 }
 
 // Every handle is an Executor: the typed methods are written once, over

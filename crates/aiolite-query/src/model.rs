@@ -112,13 +112,18 @@ pub(crate) struct InsertPlan {
 }
 
 impl InsertPlan {
-    pub(crate) fn new<M: Model>(model: &M, returning: bool) -> Result<InsertPlan> {
-        let with_key = insert_statement(model, true, returning)?;
+    /// The plan for rows like `values` (one row's [`insert_values`]): the
+    /// SQL depends only on the columns, so the row is encoded once.
+    pub(crate) fn new<M: Model>(values: &[Value], returning: bool) -> Result<InsertPlan> {
+        let with_key = insert_statement::<M>(values, None, returning)?;
         let without_key = if M::AUTO_KEY {
             let index = insert_columns::<M>(true)
                 .position(|c| is_key::<M>(&c))
                 .unwrap_or_default();
-            Some((insert_statement(model, false, returning)?, index))
+            Some((
+                insert_statement::<M>(values, Some(index), returning)?,
+                index,
+            ))
         } else {
             None
         };
@@ -148,18 +153,26 @@ fn insert_columns<M: Model>(with_key: bool) -> impl Iterator<Item = M::Column> {
         .filter(move |c| !is_in::<M>(c, M::FILLED_BY_DATABASE) && (with_key || !is_key::<M>(c)))
 }
 
-fn insert_statement<M: Model>(model: &M, with_key: bool, returning: bool) -> Result<String> {
-    let columns: Vec<M::Column> = insert_columns::<M>(with_key).collect();
-    let values = row_values(model, &columns)?;
+/// The `INSERT` of a row's `values` (with the key), leaving out the one at
+/// `skip_key`.
+fn insert_statement<M: Model>(
+    values: &[Value],
+    skip_key: Option<usize>,
+    returning: bool,
+) -> Result<String> {
+    let columns: Vec<M::Column> = insert_columns::<M>(skip_key.is_none()).collect();
     let mut insert = Query::insert();
     insert.into_table(M::TABLE);
     if columns.is_empty() {
         insert.or_default_values();
     } else {
         insert.columns(columns);
-        insert
-            .values(values.into_iter().map(Expr::from))
-            .map_err(crate::sea_query_error)?;
+        let row = values
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| Some(*i) != skip_key)
+            .map(|(_, v)| Expr::from(v.clone()));
+        insert.values(row).map_err(crate::sea_query_error)?;
     }
     if returning {
         insert.returning(Query::returning().columns(M::columns().iter().copied()));
