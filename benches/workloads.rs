@@ -1,6 +1,11 @@
 //! The workloads of benches/WORKLOADS.md for aiolite and for the
 //! synchronous rusqlite baseline, in the same run. W1, W2, W4, W5 use one
-//! `Connection`; W3, W6, W7 use a `Database` (writer + 4 readers). W3held is
+//! `Connection`; W3, W6, W7, W8 use a `Database` (writer + 4 readers). Every
+//! workload body runs as a task spawned on a 2-worker runtime, as a service
+//! runs its handlers (`aiolite-main`: W1 inside `block_on` on the main
+//! thread, for comparison). Transactions use the `begin()` guard, the form
+//! users write first; W6closure and W7closure are the same work through the
+//! `transaction(|tx| ..)` closure, W6conn W6 on one `Connection`. W3held is
 //! W3 with a partly read stream held open on every reader (aiolite only).
 //!
 //!     cargo bench --bench workloads
@@ -29,6 +34,12 @@ const TASKS: usize = 64;
 /// W5derive: rounds of (hand-written, derived) scans per run.
 const DECODE_ROUNDS: usize = 4;
 const READERS: usize = 4;
+/// W8: accounts, and what each starts with.
+const ACCOUNTS: i64 = 1_000;
+const OPENING_BALANCE: i64 = 1_000;
+const BALANCE: &str = "SELECT balance FROM accounts WHERE id = ?";
+const SET_BALANCE: &str = "UPDATE accounts SET balance = ? WHERE id = ?";
+const EVENT: &str = "INSERT INTO events(at) VALUES (?)";
 
 type User = (i64, String, String, i64, String);
 
@@ -81,6 +92,7 @@ struct Scale {
     bulk_rows: i64,
     w6_tx_per_task: usize,
     w7_secs: f64,
+    w8_tx_per_task: usize,
 }
 
 impl Scale {
@@ -97,6 +109,7 @@ impl Scale {
             bulk_rows: n(1_000_000.0),
             w6_tx_per_task: n(200.0) as usize,
             w7_secs: (5.0 * f).max(1.0),
+            w8_tx_per_task: n(400.0) as usize,
         }
     }
 }
@@ -133,6 +146,48 @@ fn peak_rss_kb() -> u64 {
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// When a measured section began: the wall clock, and the CPU time the whole
+/// process had used by then.
+#[derive(Clone, Copy)]
+struct Started {
+    at: Instant,
+    cpu: f64,
+}
+
+impl Started {
+    fn now() -> Started {
+        Started {
+            at: Instant::now(),
+            cpu: cpu_seconds(),
+        }
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.at.elapsed()
+    }
+
+    /// CPU microseconds per operation since then, every thread counted, so
+    /// a lead bought with spinning threads shows as cost.
+    fn cpu_us_per(&self, ops: f64) -> f64 {
+        (cpu_seconds() - self.cpu) / ops.max(1.0) * 1e6
+    }
+}
+
+/// User + system CPU seconds of this process, all threads.
+#[allow(unsafe_code)]
+fn cpu_seconds() -> f64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: `usage` is a valid, writable `rusage`; getrusage fills it.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) } != 0 {
+        return 0.0;
+    }
+    // SAFETY: zeroed is a valid `rusage` (plain integers), and getrusage
+    // succeeded.
+    let usage = unsafe { usage.assume_init() };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
 fn synchronous_for(workload: &str) -> Synchronous {
@@ -203,6 +258,40 @@ fn fresh(path: &Path) {
     }
 }
 
+/// W8's accounts, every one with the same opening balance.
+fn accounts(c: &rusqlite::Connection) {
+    c.execute_batch(
+        "CREATE TABLE accounts(id INTEGER PRIMARY KEY, balance INTEGER NOT NULL);
+         CREATE TABLE events(id INTEGER PRIMARY KEY, at INTEGER NOT NULL);",
+    )
+    .expect("accounts");
+    c.execute(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
+         INSERT INTO accounts SELECT i, ?2 FROM n",
+        (ACCOUNTS, OPENING_BALANCE),
+    )
+    .expect("fill accounts");
+}
+
+/// W8's next transfer: two different accounts and an amount.
+fn transfer(rng: &mut Rng) -> (i64, i64, i64) {
+    let from = rng.next_id(ACCOUNTS);
+    let mut to = rng.next_id(ACCOUNTS);
+    while to == from {
+        to = rng.next_id(ACCOUNTS);
+    }
+    (from, to, rng.next_id(100))
+}
+
+/// Money is neither made nor lost: every transfer was one transaction.
+fn check_total(total: i64) {
+    assert_eq!(
+        total,
+        ACCOUNTS * OPENING_BALANCE,
+        "a transfer was lost or torn"
+    );
+}
+
 fn percentile_us(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -219,12 +308,14 @@ struct Outcome {
     writes: f64,
     errors: u64,
     latencies: Vec<Duration>,
+    cpu_us_per_op: f64,
 }
 
 impl Outcome {
-    fn rate(done: f64, started: Instant) -> Outcome {
+    fn rate(done: f64, started: Started) -> Outcome {
         Outcome {
             rate: done / started.elapsed().as_secs_f64(),
+            cpu_us_per_op: started.cpu_us_per(done),
             ..Outcome::default()
         }
     }
@@ -233,24 +324,28 @@ impl Outcome {
 impl Outcome {
     /// W7's result: reads and writes per second, and the errors counted.
     fn mixed(
-        started: Instant,
+        started: Started,
         reads: &AtomicU64,
         writes: &AtomicU64,
         errors: &AtomicU64,
     ) -> Outcome {
         let secs = started.elapsed().as_secs_f64();
+        let (reads, writes) = (
+            reads.load(Ordering::Relaxed) as f64,
+            writes.load(Ordering::Relaxed) as f64,
+        );
         Outcome {
-            rate: reads.load(Ordering::Relaxed) as f64 / secs,
-            writes: writes.load(Ordering::Relaxed) as f64 / secs,
+            rate: reads / secs,
+            writes: writes / secs,
             errors: errors.load(Ordering::Relaxed),
-            latencies: Vec::new(),
-            by_hand: 0.0,
+            cpu_us_per_op: started.cpu_us_per(reads + writes),
+            ..Outcome::default()
         }
     }
 }
 
 /// W5's result: every row seen, the sum used, the rate.
-fn scan_outcome(rows: i64, sum: i64, scale: &Scale, started: Instant) -> Outcome {
+fn scan_outcome(rows: i64, sum: i64, scale: &Scale, started: Started) -> Outcome {
     assert_eq!(rows, scale.bulk_rows, "the scan missed rows");
     std::hint::black_box(sum);
     Outcome::rate(rows as f64, started)
@@ -276,7 +371,7 @@ fn run_rusqlite(workload: &str, db: &Path, scale: &Scale) -> Outcome {
             let c = sync_conn(db, workload);
             let mut rng = Rng::new(0);
             let mut latencies = Vec::with_capacity(ops);
-            let started = Instant::now();
+            let started = Started::now();
             for _ in 0..ops {
                 let t = Instant::now();
                 std::hint::black_box(point_select(&c, rng.next_id(scale.point_rows)));
@@ -290,7 +385,7 @@ fn run_rusqlite(workload: &str, db: &Path, scale: &Scale) -> Outcome {
         // The baseline has no pool to route: W3held compares with W3's.
         "W3" | "W3held" => {
             let per_thread = scale.w2_ops / READERS;
-            let started = Instant::now();
+            let started = Started::now();
             let threads: Vec<_> = (0..READERS)
                 .map(|t| {
                     let (db, max) = (db.to_path_buf(), scale.point_rows);
@@ -312,7 +407,7 @@ fn run_rusqlite(workload: &str, db: &Path, scale: &Scale) -> Outcome {
             fresh(db);
             let mut c = sync_conn(db, workload);
             c.execute_batch(SCHEMA).expect("schema");
-            let started = Instant::now();
+            let started = Started::now();
             let tx = c.transaction().expect("tx");
             {
                 let mut stmt = tx.prepare_cached(INSERT).expect("prepare");
@@ -327,7 +422,7 @@ fn run_rusqlite(workload: &str, db: &Path, scale: &Scale) -> Outcome {
         // the worker.
         "W5" | "W5derive" => {
             let c = sync_conn(db, workload);
-            let started = Instant::now();
+            let started = Started::now();
             let mut stmt = c.prepare_cached("SELECT * FROM users").expect("prepare");
             let mut rows = stmt.query([]).expect("query");
             let (mut n, mut sum) = (0i64, 0i64);
@@ -339,13 +434,14 @@ fn run_rusqlite(workload: &str, db: &Path, scale: &Scale) -> Outcome {
             drop(rows);
             scan_outcome(n, sum, scale, started)
         }
-        // W6group: the same baseline; aiolite turns group commit on.
-        "W6" | "W6group" => {
+        // W6conn, W6closure, W6group: the same baseline; aiolite runs them on
+        // one Connection, through the closure, with group commit.
+        "W6" | "W6conn" | "W6closure" | "W6group" => {
             fresh(db);
             let mut c = sync_conn(db, workload);
             c.execute_batch(SCHEMA).expect("schema");
             let total = TASKS * scale.w6_tx_per_task;
-            let started = Instant::now();
+            let started = Started::now();
             for i in 0..total {
                 let tx = c.transaction().expect("begin");
                 tx.prepare_cached(INSERT)
@@ -356,7 +452,7 @@ fn run_rusqlite(workload: &str, db: &Path, scale: &Scale) -> Outcome {
             }
             Outcome::rate(total as f64, started)
         }
-        "W7" => {
+        "W7" | "W7closure" => {
             // One thread per reader connection plus one writer thread: the
             // writes serialize on SQLite's lock anyway.
             let stop = Arc::new(AtomicBool::new(false));
@@ -394,24 +490,60 @@ fn run_rusqlite(workload: &str, db: &Path, scale: &Scale) -> Outcome {
                     let mut i = 0i64;
                     while !stop.load(Ordering::Relaxed) {
                         i += 1;
-                        match c
-                            .prepare_cached("INSERT INTO events(at) VALUES (?)")
-                            .expect("prepare")
-                            .execute([i])
-                        {
+                        match c.prepare_cached(EVENT).expect("prepare").execute([i]) {
                             Ok(_) => writes.fetch_add(1, Ordering::Relaxed),
                             Err(_) => errors.fetch_add(1, Ordering::Relaxed),
                         };
                     }
                 }));
             }
-            let started = Instant::now();
+            let started = Started::now();
             std::thread::sleep(Duration::from_secs_f64(scale.w7_secs));
             stop.store(true, Ordering::Relaxed);
             for t in threads {
                 t.join().expect("thread");
             }
             Outcome::mixed(started, &reads, &writes, &errors)
+        }
+        "W8" => {
+            fresh(db);
+            let mut c = sync_conn(db, workload);
+            accounts(&c);
+            let total = TASKS * scale.w8_tx_per_task;
+            let mut rngs: Vec<Rng> = (0..TASKS).map(|t| Rng::new(t as u64 + 1)).collect();
+            let mut latencies = Vec::with_capacity(total);
+            let started = Started::now();
+            // The tasks' transfers, one after another: what one connection
+            // can do at best.
+            for i in 0..total {
+                let (from, to, amount) = transfer(&mut rngs[i % TASKS]);
+                let t = Instant::now();
+                let tx = c.transaction().expect("begin");
+                let balance = |id: i64| -> i64 {
+                    tx.prepare_cached(BALANCE)
+                        .expect("prepare")
+                        .query_row([id], |r| r.get(0))
+                        .expect("balance")
+                };
+                let (a, b) = (balance(from), balance(to));
+                for (balance, id) in [(a - amount, from), (b + amount, to)] {
+                    tx.prepare_cached(SET_BALANCE)
+                        .expect("prepare")
+                        .execute((balance, id))
+                        .expect("update");
+                }
+                tx.commit().expect("commit");
+                latencies.push(t.elapsed());
+            }
+            let outcome = Outcome::rate(total as f64, started);
+            check_total(
+                c.query_row("SELECT sum(balance) FROM accounts", [], |r| r.get(0))
+                    .expect("sum"),
+            );
+            Outcome {
+                latencies,
+                ..outcome
+            }
         }
         other => panic!("unknown workload {other}"),
     }
@@ -459,12 +591,21 @@ impl Target {
         .expect("script");
     }
 
-    async fn begin(&self) -> aiolite::Transaction {
+    async fn begin(&self) -> aiolite::Result<aiolite::Transaction> {
         match self {
             Target::Conn(c) => c.begin().await,
             Target::Db(d) => d.begin().await,
         }
-        .expect("begin")
+    }
+
+    async fn transaction<F>(&self, f: F) -> aiolite::Result<()>
+    where
+        F: FnOnce(&mut aiolite::rusqlite::Transaction<'_>) -> aiolite::Result<()> + Send + 'static,
+    {
+        match self {
+            Target::Conn(c) => c.transaction(f).await,
+            Target::Db(d) => d.transaction(f).await,
+        }
     }
 
     fn stream(&self, sql: &'static str) -> aiolite::RowStream {
@@ -475,13 +616,29 @@ impl Target {
     }
 }
 
-async fn run_aiolite(contestant: &str, workload: &str, db: &Path, scale: &Scale) -> Outcome {
+/// One INSERT in a transaction of its own, in the guard form of the README.
+async fn insert_in_guard<P: aiolite::Params + Send + 'static>(
+    target: &Target,
+    sql: &'static str,
+    params: P,
+) -> aiolite::Result<()> {
+    let tx = target.begin().await?;
+    tx.execute(sql, params).await?;
+    tx.commit().await
+}
+
+async fn run_aiolite(
+    contestant: &str,
+    workload: &'static str,
+    db: &Path,
+    scale: &Scale,
+) -> Outcome {
     match workload {
         "W1" => {
             let c = Target::open(contestant, db, workload).await;
             let mut rng = Rng::new(0);
             let mut latencies = Vec::with_capacity(scale.w1_ops);
-            let started = Instant::now();
+            let started = Started::now();
             for _ in 0..scale.w1_ops {
                 let t = Instant::now();
                 std::hint::black_box(c.point(rng.next_id(scale.point_rows)).await);
@@ -510,7 +667,7 @@ async fn run_aiolite(contestant: &str, workload: &str, db: &Path, scale: &Scale)
                 }
             }
             let per_task = scale.w2_ops / TASKS;
-            let started = Instant::now();
+            let started = Started::now();
             let handles: Vec<_> = (0..TASKS)
                 .map(|t| {
                     let (target, max) = (target.clone(), scale.point_rows);
@@ -533,8 +690,8 @@ async fn run_aiolite(contestant: &str, workload: &str, db: &Path, scale: &Scale)
             let c = Target::open(contestant, db, workload).await;
             c.execute_script(SCHEMA).await;
             let rows = scale.bulk_rows;
-            let started = Instant::now();
-            let tx = c.begin().await;
+            let started = Started::now();
+            let tx = c.begin().await.expect("begin");
             let n = tx
                 .execute_many(INSERT, (1..=rows).map(user))
                 .await
@@ -545,7 +702,7 @@ async fn run_aiolite(contestant: &str, workload: &str, db: &Path, scale: &Scale)
         }
         "W5" => {
             let c = Target::open(contestant, db, workload).await;
-            let started = Instant::now();
+            let started = Started::now();
             let mut stream = c.stream("SELECT * FROM users");
             let (mut n, mut sum) = (0i64, 0i64);
             while let Some(r) = stream.next().await {
@@ -565,7 +722,7 @@ async fn run_aiolite(contestant: &str, workload: &str, db: &Path, scale: &Scale)
             let (mut derived, mut by_hand) = (Vec::new(), Vec::new());
             for round in 0..DECODE_ROUNDS {
                 for derive in [round % 2 == 0, round % 2 == 1] {
-                    let started = Instant::now();
+                    let started = Started::now();
                     let mut stream = if derive {
                         use aiolite::Executor;
                         c.stream_as::<UserRow, _>("SELECT * FROM users", ())
@@ -592,22 +749,33 @@ async fn run_aiolite(contestant: &str, workload: &str, db: &Path, scale: &Scale)
                 ..Outcome::default()
             }
         }
-        "W6" | "W6group" => {
+        "W6" | "W6conn" | "W6closure" | "W6group" => {
             fresh(db);
-            let db = pool(db, workload).await;
-            db.execute_script(SCHEMA).await.expect("schema");
+            let target = if workload == "W6conn" {
+                Target::Conn(options(db, workload).open().await.expect("open"))
+            } else {
+                Target::Db(pool(db, workload).await)
+            };
+            target.execute_script(SCHEMA).await;
             let per_task = scale.w6_tx_per_task;
-            let started = Instant::now();
+            let started = Started::now();
             let handles: Vec<_> = (0..TASKS)
                 .map(|t| {
-                    let db = db.clone();
+                    let target = target.clone();
                     tokio::spawn(async move {
                         for i in 0..per_task {
-                            let tx = db.begin().await.expect("begin");
-                            tx.execute(INSERT, user((t * per_task + i) as i64))
-                                .await
-                                .expect("insert");
-                            tx.commit().await.expect("commit");
+                            let row = user((t * per_task + i) as i64);
+                            if workload == "W6closure" {
+                                target
+                                    .transaction(move |tx| {
+                                        tx.prepare_cached(INSERT)?.execute(row)?;
+                                        Ok(())
+                                    })
+                                    .await
+                            } else {
+                                insert_in_guard(&target, INSERT, row).await
+                            }
+                            .expect("transaction");
                         }
                     })
                 })
@@ -617,8 +785,12 @@ async fn run_aiolite(contestant: &str, workload: &str, db: &Path, scale: &Scale)
             }
             Outcome::rate((per_task * TASKS) as f64, started)
         }
-        "W7" => {
+        // The writers write through a transaction each, in the guard form
+        // (W7) or the closure form (W7closure): the baseline's writer is one
+        // autocommit INSERT per transaction, the same work.
+        "W7" | "W7closure" => {
             let db = pool(db, workload).await;
+            let target = Target::Db(db.clone());
             let stop = Arc::new(AtomicBool::new(false));
             let (reads, writes, errors) = (
                 Arc::new(AtomicU64::new(0)),
@@ -628,7 +800,7 @@ async fn run_aiolite(contestant: &str, workload: &str, db: &Path, scale: &Scale)
             let mut handles = Vec::new();
             for t in 0..32 {
                 let (db, stop, reads, max) = (
-                    Target::Db(db.clone()),
+                    target.clone(),
                     stop.clone(),
                     reads.clone(),
                     scale.point_rows,
@@ -642,20 +814,30 @@ async fn run_aiolite(contestant: &str, workload: &str, db: &Path, scale: &Scale)
                 }));
             }
             for t in 0..4i64 {
-                let (db, stop, writes, errors) =
-                    (db.clone(), stop.clone(), writes.clone(), errors.clone());
+                let (target, stop, writes, errors) =
+                    (target.clone(), stop.clone(), writes.clone(), errors.clone());
                 handles.push(tokio::spawn(async move {
                     let mut i = t * 1_000_000_000;
                     while !stop.load(Ordering::Relaxed) {
                         i += 1;
-                        match db.execute("INSERT INTO events(at) VALUES (?)", (i,)).await {
-                            Ok(_) => writes.fetch_add(1, Ordering::Relaxed),
+                        let r = if workload == "W7closure" {
+                            target
+                                .transaction(move |tx| {
+                                    tx.prepare_cached(EVENT)?.execute([i])?;
+                                    Ok(())
+                                })
+                                .await
+                        } else {
+                            insert_in_guard(&target, EVENT, (i,)).await
+                        };
+                        match r {
+                            Ok(()) => writes.fetch_add(1, Ordering::Relaxed),
                             Err(_) => errors.fetch_add(1, Ordering::Relaxed),
                         };
                     }
                 }));
             }
-            let started = Instant::now();
+            let started = Started::now();
             tokio::time::sleep(Duration::from_secs_f64(scale.w7_secs)).await;
             stop.store(true, Ordering::Relaxed);
             for h in handles {
@@ -663,14 +845,88 @@ async fn run_aiolite(contestant: &str, workload: &str, db: &Path, scale: &Scale)
             }
             Outcome::mixed(started, &reads, &writes, &errors)
         }
+        "W8" => {
+            fresh(db);
+            accounts(&sync_conn(db, workload));
+            let db = pool(db, workload).await;
+            let started = Started::now();
+            let handles: Vec<_> = (0..TASKS)
+                .map(|t| {
+                    let (db, per_task) = (db.clone(), scale.w8_tx_per_task);
+                    tokio::spawn(async move {
+                        let mut rng = Rng::new(t as u64 + 1);
+                        let mut latencies = Vec::with_capacity(per_task);
+                        for _ in 0..per_task {
+                            let (from, to, amount) = transfer(&mut rng);
+                            let t = Instant::now();
+                            let tx = db.begin().await.expect("begin");
+                            let a: i64 = tx
+                                .fetch_one(BALANCE, (from,))
+                                .await
+                                .expect("a")
+                                .get(0)
+                                .expect("a");
+                            let b: i64 = tx
+                                .fetch_one(BALANCE, (to,))
+                                .await
+                                .expect("b")
+                                .get(0)
+                                .expect("b");
+                            tx.execute(SET_BALANCE, (a - amount, from))
+                                .await
+                                .expect("debit");
+                            tx.execute(SET_BALANCE, (b + amount, to))
+                                .await
+                                .expect("credit");
+                            tx.commit().await.expect("commit");
+                            latencies.push(t.elapsed());
+                        }
+                        latencies
+                    })
+                })
+                .collect();
+            let mut latencies = Vec::new();
+            for h in handles {
+                latencies.extend(h.await.expect("task"));
+            }
+            let outcome = Outcome::rate(latencies.len() as f64, started);
+            let total: i64 = db
+                .fetch_one("SELECT sum(balance) FROM accounts", ())
+                .await
+                .expect("sum")
+                .get(0)
+                .expect("sum");
+            check_total(total);
+            Outcome {
+                latencies,
+                ..outcome
+            }
+        }
         other => panic!("unknown workload {other}"),
     }
 }
 
+const WORKLOADS: [&str; 14] = [
+    "W1",
+    "W2",
+    "W3",
+    "W3held",
+    "W4",
+    "W5",
+    "W5derive",
+    "W6",
+    "W6conn",
+    "W6closure",
+    "W6group",
+    "W7",
+    "W7closure",
+    "W8",
+];
+
 fn unit(workload: &str) -> &'static str {
     match workload {
         "W4" | "W5" | "W5derive" => "rows_per_s",
-        "W6" | "W6group" => "tx_per_s",
+        "W6" | "W6conn" | "W6closure" | "W6group" | "W8" => "tx_per_s",
         _ => "ops_per_s",
     }
 }
@@ -679,21 +935,41 @@ fn child(contestant: &str, workload: &str, db: &Path) {
     let scale = Scale::from_env();
     let mut outcome = match contestant {
         "rusqlite" => run_rusqlite(workload, db, &scale),
-        "aiolite" | "aiolite-db" => {
+        "aiolite" | "aiolite-db" | "aiolite-main" => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
                 .build()
                 .expect("runtime");
-            rt.block_on(run_aiolite(contestant, workload, db, &scale))
+            let workload: &'static str = WORKLOADS
+                .iter()
+                .find(|w| **w == workload)
+                .expect("a known workload");
+            if contestant == "aiolite-main" {
+                // The old form: the body inside `block_on` on the main
+                // thread, which the runtime's wake-ups never reach.
+                rt.block_on(run_aiolite("aiolite", workload, db, &scale))
+            } else {
+                // As a service runs its handlers: a task on the runtime's
+                // workers.
+                let (contestant, db) = (contestant.to_owned(), db.to_path_buf());
+                rt.block_on(async move {
+                    tokio::spawn(
+                        async move { run_aiolite(&contestant, workload, &db, &scale).await },
+                    )
+                    .await
+                    .expect("the workload's task")
+                })
+            }
         }
         other => panic!("unknown contestant {other}"),
     };
     outcome.latencies.sort_unstable();
     println!(
-        "RESULT contestant={contestant} workload={workload} {}={:.0} by_hand={:.0} writes_per_s={:.0} p50_us={:.1} p99_us={:.1} peak_rss_kb={} errors={} sqlite={}",
+        "RESULT contestant={contestant} workload={workload} {}={:.0} cpu_us_per_op={:.2} by_hand={:.0} writes_per_s={:.0} p50_us={:.1} p99_us={:.1} peak_rss_kb={} errors={} sqlite={}",
         unit(workload),
         outcome.rate,
+        outcome.cpu_us_per_op,
         outcome.by_hand,
         outcome.writes,
         percentile_us(&outcome.latencies, 0.50),
@@ -727,10 +1003,18 @@ fn contestants_for(workload: &str, all: &[Contestant]) -> Vec<usize> {
     (0..all.len())
         .filter(|&i| match all[i].name.as_str() {
             "rusqlite" | "aiolite" => true,
-            // W3, W6 and W7 already run aiolite on a Database.
+            // W3, W6, W7 and W8 already run aiolite on a Database.
             "aiolite-db" => matches!(workload, "W1" | "W2" | "W4" | "W5"),
-            // W3held is aiolite's own question (what held readers cost).
-            _ if workload == "W3held" => false,
+            "aiolite-main" => workload == "W1",
+            // aiolite's own questions: what held readers cost, the other
+            // transaction forms, one Connection, group commit.
+            _ if matches!(
+                workload,
+                "W3held" | "W5derive" | "W6conn" | "W6closure" | "W6group" | "W7closure"
+            ) =>
+            {
+                false
+            }
             // Peers: the workloads of WORKLOADS.md.
             _ => matches!(workload, "W1" | "W2" | "W3" | "W4" | "W5" | "W6" | "W7"),
         })
@@ -747,6 +1031,7 @@ struct Medians {
     rss_kb: f64,
     errors: f64,
     by_hand: f64,
+    cpu_us_per_op: f64,
     sqlite: String,
     /// The ratio to the baseline in each round, in round order: a goal must
     /// hold in every round, not only for the median.
@@ -778,7 +1063,7 @@ fn main() {
         fill(&bulk_db, scale.bulk_rows);
     }
     let exe = std::env::current_exe().expect("exe");
-    let mut all: Vec<Contestant> = ["rusqlite", "aiolite", "aiolite-db"]
+    let mut all: Vec<Contestant> = ["rusqlite", "aiolite", "aiolite-db", "aiolite-main"]
         .iter()
         .map(|n| Contestant {
             name: (*n).to_owned(),
@@ -800,14 +1085,12 @@ fn main() {
     }
 
     let mut table: Vec<(&str, Vec<(String, Medians)>)> = Vec::new();
-    for workload in [
-        "W1", "W2", "W3", "W3held", "W4", "W5", "W5derive", "W6", "W6group", "W7",
-    ] {
+    for workload in WORKLOADS {
         if !wanted(workload) {
             continue;
         }
         let db = match workload {
-            "W1" | "W2" | "W3" | "W3held" | "W7" => point_db.clone(),
+            "W1" | "W2" | "W3" | "W3held" | "W7" | "W7closure" => point_db.clone(),
             "W5" | "W5derive" => bulk_db.clone(),
             _ => dir.path().join(format!("{workload}.db")),
         };
@@ -886,6 +1169,7 @@ fn main() {
                     rss_kb: field("peak_rss_kb"),
                     errors: field("errors"),
                     by_hand: field("by_hand"),
+                    cpu_us_per_op: field("cpu_us_per_op"),
                     sqlite: rs
                         .first()
                         .and_then(|r| r.get("sqlite").cloned())
@@ -903,17 +1187,19 @@ fn main() {
         let base = &row[0].1;
         for (name, m) in row {
             let mut line = format!(
-                "{workload} {name:15} {:>11.0} {} ratio={:.2} p50_us={:.1} p99_us={:.1} peak_rss_kb={:.0}",
+                "{workload} {name:15} {:>11.0} {} ratio={:.2} cpu_us_per_op={:.2} cpu_ratio={:.2} p50_us={:.1} p99_us={:.1} peak_rss_kb={:.0}",
                 m.rate,
                 unit(workload),
                 m.rate / base.rate,
+                m.cpu_us_per_op,
+                m.cpu_us_per_op / base.cpu_us_per_op,
                 m.p50,
                 m.p99,
                 m.rss_kb
             );
             let rounds: Vec<String> = m.round_ratios.iter().map(|r| format!("{r:.2}")).collect();
             line += &format!(" rounds=[{}]", rounds.join(","));
-            if *workload == "W7" {
+            if workload.starts_with("W7") {
                 line += &format!(
                     " writes_per_s={:.0} writes_ratio={:.2} locked_errors={:.0}",
                     m.writes,

@@ -234,6 +234,106 @@ async fn a_connection_request_from_inside_ones_own_transaction_fails_at_once() {
     .expect("free again");
 }
 
+/// Keeps `conn`'s worker inside a request until the returned sender is
+/// dropped: whatever is queued behind it waits, deterministically.
+fn hold_worker(conn: &Connection) -> std::sync::mpsc::Sender<()> {
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let (started_tx, started) = std::sync::mpsc::channel::<()>();
+    let conn = conn.clone();
+    tokio::spawn(async move {
+        conn.call(move |_| {
+            let _ = started_tx.send(());
+            let _ = held.recv();
+            Ok::<_, Error>(())
+        })
+        .await
+    });
+    started.recv().expect("the worker took the request");
+    release
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guard_whose_begin_is_still_queued_is_its_tasks_already() {
+    // `begin()` returns before the worker runs its BEGIN: from that moment
+    // on, a request its task sends around the guard would wait for the
+    // guard forever, so it is refused at once, not queued.
+    let conn = Connection::open_in_memory().await.expect("open");
+    conn.execute_script("CREATE TABLE t(x)")
+        .await
+        .expect("schema");
+    let release = hold_worker(&conn);
+    let tx = within("begin behind a busy worker", conn.begin())
+        .await
+        .expect("begin");
+    assert!(conn.resources().leased, "the guard counts from begin() on");
+    let around = within(
+        "around the queued guard",
+        conn.execute("INSERT INTO t VALUES (1)", ()),
+    )
+    .await;
+    assert!(
+        matches!(around, Err(Error::InsideOwnTransaction)),
+        "{around:?}"
+    );
+    let nested = within("a second begin", conn.begin()).await;
+    assert!(
+        matches!(nested, Err(Error::InsideOwnTransaction)),
+        "{nested:?}"
+    );
+    // The guard's own statement goes in behind its BEGIN, inside it.
+    let insert = {
+        let tx_insert = tx.execute("INSERT INTO t VALUES (2)", ());
+        let (r, ()) = tokio::join!(tx_insert, async move { drop(release) });
+        r
+    };
+    insert.expect("inside the guard");
+    assert!(conn.resources().leased);
+    tx.rollback().await.expect("rollback");
+    let n = within("after", conn.fetch_one("SELECT count(*) FROM t", ()))
+        .await
+        .expect("count")
+        .get::<_, i64>(0)
+        .expect("n");
+    assert_eq!(n, 0, "the statement ran inside the guard's transaction");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guard_dropped_before_its_begin_ran_begins_nothing() {
+    for pool in [false, true] {
+        let db = Database::open_in_memory().await.expect("open");
+        let conn = db.writer().clone();
+        conn.execute_script("CREATE TABLE t(x)")
+            .await
+            .expect("schema");
+        let release = hold_worker(&conn);
+        let tx = if pool {
+            db.begin().await
+        } else {
+            conn.begin().await
+        }
+        .expect("begin");
+        // Another task's write waits behind the queued BEGIN.
+        let other = {
+            let conn = conn.clone();
+            tokio::spawn(async move { conn.execute("INSERT INTO t VALUES (1)", ()).await })
+        };
+        drop(tx);
+        assert!(!conn.resources().leased, "gone with its guard");
+        drop(release);
+        within("the other task", other)
+            .await
+            .expect("join")
+            .expect("ran in autocommit, after the dropped guard");
+        assert!(!within("state", conn.in_transaction()).await.expect("state"));
+        let n = within("count", conn.fetch_one("SELECT count(*) FROM t", ()))
+            .await
+            .expect("count")
+            .get::<_, i64>(0)
+            .expect("n");
+        assert_eq!(n, 1, "pool: {pool}");
+    }
+}
+
 // ----- 3 (cont.). Transaction control around begin() -----
 
 #[tokio::test]

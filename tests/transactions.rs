@@ -201,11 +201,46 @@ async fn begin_across_requests_like_aiosqlite() {
     assert_eq!(count(&other).await, 0);
     conn.commit().await.expect("commit");
     assert_eq!(count(&other).await, 1);
-    // A guard cannot begin inside an explicit transaction: clear error.
+    // A guard cannot begin inside an explicit transaction: its BEGIN fails
+    // on the worker, and the guard's first statement says so. Nothing of the
+    // guard runs, and the explicit transaction is not the guard's to end:
+    // neither the guard's drop nor its rollback touches it.
     conn.execute("BEGIN", ()).await.expect("begin");
-    let err = conn.begin().await.expect_err("nested");
+    conn.execute("INSERT INTO t(v) VALUES (2)", ())
+        .await
+        .expect("insert");
+    let tx = conn
+        .begin()
+        .await
+        .expect("the guard; its BEGIN runs behind");
+    let err = tx
+        .execute("INSERT INTO t(v) VALUES (3)", ())
+        .await
+        .expect_err("nested");
+    assert!(matches!(err, Error::BeginFailed { .. }), "{err:?}");
     assert!(err.to_string().contains("within a transaction"), "{err}");
-    conn.rollback().await.expect("rollback");
+    let err = tx
+        .commit()
+        .await
+        .expect_err("commit of a guard that never began");
+    assert!(matches!(err, Error::BeginFailed { .. }), "{err:?}");
+    // Dropped, or rolled back, once its BEGIN has failed (its first
+    // request says so).
+    let tx = conn.begin().await.expect("the guard");
+    let err = tx.fetch_all("SELECT 1", ()).await.expect_err("dead");
+    assert!(matches!(err, Error::BeginFailed { .. }), "{err:?}");
+    drop(tx);
+    let tx = conn.begin().await.expect("the guard");
+    let err = tx.fetch_all("SELECT 1", ()).await.expect_err("dead");
+    assert!(matches!(err, Error::BeginFailed { .. }), "{err:?}");
+    tx.rollback()
+        .await
+        .expect("rollback of a guard that never began");
+    assert!(conn.in_transaction().await.expect("state"));
+    conn.commit()
+        .await
+        .expect("the explicit transaction commits");
+    assert_eq!(common::scalar(&conn, "SELECT sum(v) FROM t").await, 3);
 }
 
 #[tokio::test]

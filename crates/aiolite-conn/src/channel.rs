@@ -218,6 +218,39 @@ impl Channel {
         Ok(total)
     }
 
+    /// Queues a request whose answer nobody waits for (a guard's `begin`,
+    /// whose outcome its lease carries): returns once it is queued. Dropped
+    /// while it waits for room in a full queue, the request is never queued
+    /// and `f` is dropped here.
+    pub(crate) async fn post<F>(&self, f: F, kind: Kind) -> Result<()>
+    where
+        F: FnOnce(&mut Worker) + Send + 'static,
+    {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        let (in_flight, _) = crate::spin::InFlight::start();
+        let job: Job = Box::new(move |w: &mut Worker| {
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| f(w))) {
+                tracing::error!(error = %Error::panic(payload), "an engine request panicked");
+            }
+            drop(in_flight);
+        });
+        let msg = Message::Run {
+            id: self.shared.next_id(),
+            span: Span::current(),
+            job,
+            kind,
+        };
+        match self.sender.try_send(msg) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(msg)) => {
+                self.sender.send(msg).await.map_err(|_| self.gone())
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(self.gone()),
+        }
+    }
+
     pub(crate) async fn send<R, F>(&self, f: F, kind: Kind, spin: Spin) -> Result<R>
     where
         F: FnOnce(&mut Worker) -> Result<R> + Send + 'static,

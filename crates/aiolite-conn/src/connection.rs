@@ -110,7 +110,7 @@ impl Connection {
     /// Whether a transaction holds the worker (requests from other handles
     /// wait until it ends).
     pub(crate) fn is_leased(&self) -> bool {
-        self.channel().shared.leased.load(Ordering::Acquire)
+        self.channel().shared.is_leased()
     }
 
     /// Whether a statement here could read an old snapshot: a transaction
@@ -139,7 +139,7 @@ impl Connection {
         Resources {
             parked_statements: shared.parked_statements.load(Ordering::Relaxed),
             open_blobs: shared.open_blobs.load(Ordering::Relaxed),
-            leased: shared.leased.load(Ordering::Acquire),
+            leased: shared.is_leased(),
             oldest_snapshot: (oldest > 0).then(|| {
                 let taken = worker::process_epoch() + std::time::Duration::from_millis(oldest - 1);
                 taken.elapsed()
@@ -344,7 +344,8 @@ pub struct Resources {
     pub parked_statements: usize,
     /// Open [`Blob`](crate::Blob) handles.
     pub open_blobs: usize,
-    /// A [`Transaction`](crate::Transaction) holds the worker: other requests wait for it.
+    /// A [`Transaction`](crate::Transaction) guard is alive (its lease served, or its
+    /// `BEGIN` queued): other handles' requests wait for it.
     pub leased: bool,
     /// The age of the oldest read snapshot a parked statement keeps (the WAL
     /// cannot be checkpointed past it); see

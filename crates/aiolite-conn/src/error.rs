@@ -191,6 +191,26 @@ pub enum Error {
         cause: Option<std::sync::Arc<Error>>,
     },
 
+    /// The `BEGIN` of a transaction guard failed on the worker: `SQLITE_BUSY`
+    /// for an `IMMEDIATE` or `EXCLUSIVE` transaction when another connection
+    /// kept the write lock past the busy timeout, or "cannot start a
+    /// transaction within a transaction" after an `execute("BEGIN")`.
+    ///
+    /// `begin()` does not wait for its `BEGIN` (the guard's first statement
+    /// is sent right behind it, so a transaction costs no round trip more
+    /// than the closure form), so this comes from the guard's first request
+    /// that waits for an answer, and from every later one and `commit()`:
+    /// nothing of the guard ran, in a transaction or outside one.
+    /// `rollback()` and dropping the guard succeed. Begin again.
+    ///
+    /// [`code`](Error::code) and the `is_*` helpers answer for the cause,
+    /// so `is_busy()` still tells a retry apart.
+    #[error("the transaction did not begin: {cause}; nothing of it ran: drop the guard (or roll it back) and begin again")]
+    BeginFailed {
+        /// Why `BEGIN` failed.
+        cause: std::sync::Arc<Error>,
+    },
+
     /// The transaction a stream, blob or request belongs to has ended
     /// (committed, rolled back, or its guard dropped): what it opened ended
     /// with it. Read a transaction's streams to the end before committing.
@@ -292,7 +312,7 @@ impl Error {
     /// SQLite's primary result code, if SQLite produced this error.
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
-            Error::RolledBack { cause: Some(cause) } => cause.code(),
+            Error::RolledBack { cause: Some(cause) } | Error::BeginFailed { cause } => cause.code(),
             Error::Sqlite { code, .. } | Error::Open { code, .. } => Some(*code),
             Error::Rusqlite(rusqlite::Error::SqliteFailure(e, _)) => Some(e.code),
             _ => None,
@@ -302,7 +322,9 @@ impl Error {
     /// SQLite's extended result code (`SQLITE_CONSTRAINT_UNIQUE` = 2067, ...).
     pub fn extended_code(&self) -> Option<i32> {
         match self {
-            Error::RolledBack { cause: Some(cause) } => cause.extended_code(),
+            Error::RolledBack { cause: Some(cause) } | Error::BeginFailed { cause } => {
+                cause.extended_code()
+            }
             Error::Sqlite { extended_code, .. } | Error::Open { extended_code, .. } => {
                 Some(*extended_code)
             }
@@ -318,7 +340,7 @@ impl Error {
             | Error::ParameterCount { sql, .. }
             | Error::NoRows { sql } => sql.as_deref(),
             Error::MultipleStatements { sql } => Some(sql),
-            Error::RolledBack { cause: Some(cause) } => cause.sql(),
+            Error::RolledBack { cause: Some(cause) } | Error::BeginFailed { cause } => cause.sql(),
             _ => None,
         }
     }
@@ -370,6 +392,7 @@ impl Error {
             None => {}
         }
         match self {
+            Error::BeginFailed { cause } => cause.kind(),
             Error::Decode { .. } => ErrorKind::Data,
             Error::Panic { .. } => ErrorKind::Internal,
             Error::Rusqlite(rusqlite::Error::ToSqlConversionFailure(_)) => ErrorKind::Interface,
@@ -466,6 +489,9 @@ impl Error {
             Error::Cancelled(why) => Error::Cancelled(why),
             Error::Closed => Error::Closed,
             Error::RolledBack { cause } => Error::RolledBack {
+                cause: cause.clone(),
+            },
+            Error::BeginFailed { cause } => Error::BeginFailed {
                 cause: cause.clone(),
             },
             Error::TransactionEnded => Error::TransactionEnded,

@@ -517,14 +517,17 @@ impl Database {
     /// with [`Error::InsideOwnTransaction`] (it would wait for the guard, or
     /// read around it).
     ///
+    /// As [`Connection::begin`], `begin` does not wait for its `BEGIN`: the
+    /// guard's first request follows it to the writer.
+    ///
     /// # Errors
-    /// `SQLITE_BUSY` if another process holds the write lock past the busy
-    /// timeout; [`Error::InsideOwnTransaction`] when this task holds a guard
-    /// already.
+    /// [`Error::InsideOwnTransaction`] when this task holds a guard already;
+    /// [`Error::Closed`]. `SQLITE_BUSY` (another process holds the write lock
+    /// past the busy timeout) comes as [`Error::BeginFailed`] from the
+    /// guard's first request, with `is_busy()` true.
     ///
     /// # Cancel safety
-    /// Cancel safe: a transaction whose BEGIN nobody saw succeed is rolled back
-    /// and the writer released.
+    /// As [`Connection::begin`].
     pub async fn begin(&self) -> Result<Transaction> {
         self.inner
             .writer

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use crate::channel::{Channel, Spin};
+use crate::channel::Channel;
 use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::options::TransactionBehavior;
@@ -45,11 +45,14 @@ pub struct Transaction {
 }
 
 impl Transaction {
+    /// The guard of a lease about to be begun; registered from now until
+    /// its drop (see `Shared::leased_by_caller`).
     pub(crate) fn new(
         conn: Connection,
         channel: Channel,
         control: Arc<LeaseControl>,
     ) -> Transaction {
+        channel.shared.register_guard(&control);
         Transaction {
             conn,
             channel,
@@ -139,6 +142,7 @@ impl Drop for Transaction {
         // next message and rolls back unless commit or rollback ended the
         // lease already.
         self.control.end();
+        self.channel.shared.unregister_guard(&self.control);
         let _ = self.channel.sender.try_send(Message::Wake);
     }
 }
@@ -279,6 +283,14 @@ impl Connection {
     /// [`Error::InsideOwnTransaction`] (they would wait for the guard); use
     /// the guard's own methods.
     ///
+    /// `begin` returns as soon as its `BEGIN` is queued, without waiting for
+    /// the worker to run it: the guard's first statement follows it into
+    /// the worker, so the guard form costs the same round trips as its
+    /// statements and the commit, no more (as Python's `sqlite3` begins
+    /// implicitly with the first statement). If the `BEGIN` fails, that
+    /// first statement (and every later one, and `commit`) returns
+    /// [`Error::BeginFailed`] with the cause, and nothing of the guard runs.
+    ///
     /// ```
     /// # async fn demo(conn: aiolite_conn::Connection) -> aiolite_conn::Result<()> {
     /// let tx = conn.begin().await?;
@@ -289,12 +301,16 @@ impl Connection {
     /// ```
     ///
     /// # Errors
-    /// SQLite's error; "cannot start a transaction within a transaction" if
-    /// one was opened with `execute("BEGIN")`.
+    /// [`Error::Closed`]; [`Error::InsideOwnTransaction`] when this task
+    /// holds a guard of this connection already. The `BEGIN`'s own error
+    /// ("cannot start a transaction within a transaction" after an
+    /// `execute("BEGIN")`) comes as [`Error::BeginFailed`] from the guard's
+    /// first request.
     ///
     /// # Cancel safety
-    /// Cancel safe: if the future is dropped, a transaction it began is rolled
-    /// back and the connection is released.
+    /// Cancel safe: the future only waits for room in a full queue; dropped
+    /// there, it queued nothing. A guard dropped before its `BEGIN` ran
+    /// begins nothing; after, its transaction is rolled back.
     pub async fn begin(&self) -> Result<Transaction> {
         self.begin_with(TransactionBehavior::Deferred).await
     }
@@ -303,13 +319,19 @@ impl Connection {
     /// [`begin`](Connection::begin).
     ///
     /// # Errors
-    /// As [`begin`](Connection::begin); `SQLITE_BUSY` for `Immediate` or
-    /// `Exclusive` when another connection keeps the write lock past the busy
-    /// timeout.
+    /// As [`begin`](Connection::begin). For `Immediate` or `Exclusive`,
+    /// `SQLITE_BUSY` when another connection keeps the write lock past the
+    /// busy timeout comes as [`Error::BeginFailed`] from the guard's first
+    /// request (`is_busy()` is true for it).
     ///
     /// # Cancel safety
     /// Cancel safe, as [`begin`](Connection::begin).
     pub async fn begin_with(&self, behavior: TransactionBehavior) -> Result<Transaction> {
+        let shared = &self.channel().shared;
+        if shared.leased_by_caller() {
+            // Its BEGIN would queue behind the caller's own transaction.
+            return Err(Error::InsideOwnTransaction);
+        }
         let (lease_tx, lease_rx) = mpsc::channel(self.queue_bound());
         let control = Arc::new(LeaseControl::new(caller_identity()));
         let lease = Lease {
@@ -317,26 +339,25 @@ impl Connection {
             control: Arc::clone(&control),
             wake: lease_tx.downgrade(),
         };
-        // Dropped before the answer is read, this future ends the lease (the
-        // guard it would have made is gone): the worker, if it started the
-        // lease, rolls back at once, and the caller is free of it at once.
-        // Dropped before the request runs, the lease never starts.
-        let unclaimed = EndUnclaimed(Some(Arc::clone(&control)));
-        self.channel()
-            .send(
-                move |w| w.begin_lease(behavior, lease),
-                Kind::Begin,
-                Spin::FirstPoll,
-            )
-            .await?;
         let channel = Channel {
             sender: lease_tx,
-            shared: Arc::clone(&self.channel().shared),
+            shared: Arc::clone(shared),
             lease: Some(Arc::clone(&control)),
             main: Some(self.channel().sender.downgrade()),
         };
-        unclaimed.claimed();
-        Ok(Transaction::new(self.clone(), channel, control))
+        // The guard exists from here on (a request its holder sends around
+        // it is refused), and its drop ends the lease wherever the BEGIN is:
+        // still queued (the worker then begins nothing), running, or done.
+        // The BEGIN is not waited for: the guard's first request goes into
+        // the lease right behind it, so the lease costs no round trip of its
+        // own; what the BEGIN did reaches that request (`Error::BeginFailed`).
+        // Dropped while the main queue is full, this future queues nothing,
+        // and the guard it made goes with it.
+        let tx = Transaction::new(self.clone(), channel, control);
+        self.channel()
+            .post(move |w| w.begin_lease(behavior, lease), Kind::Begin)
+            .await?;
+        Ok(tx)
     }
 
     /// Runs `f` inside a `DEFERRED` transaction on the worker thread: commits
@@ -426,23 +447,5 @@ impl Connection {
             })
             .await;
         r.unwrap_or_else(|e| Err(E::from(e)))
-    }
-}
-
-/// Ends a lease whose `begin` future went away before it made the guard.
-struct EndUnclaimed(Option<Arc<LeaseControl>>);
-
-impl EndUnclaimed {
-    /// The guard now owns the lease.
-    fn claimed(mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for EndUnclaimed {
-    fn drop(&mut self) {
-        if let Some(control) = self.0.take() {
-            control.end();
-        }
     }
 }

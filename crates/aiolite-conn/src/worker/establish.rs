@@ -70,6 +70,7 @@ impl Worker {
             slow_statement: opts.slow_statement,
             next_parked_id: 0,
             lease: None,
+            begin_failed: None,
             serving: None,
             leases: 0,
             end_lease: false,

@@ -153,6 +153,9 @@ struct Serving {
     /// Set once the transaction ended without the guard ending it (SQLite
     /// rolled it back): the guard is dead, with this cause.
     ended: Option<Option<Arc<Error>>>,
+    /// The lease's `BEGIN` failed: the guard is dead from the start, and the
+    /// transaction open now (if any) is not its own.
+    begin_failed: Option<Arc<Error>>,
 }
 
 /// SQLite's extended code for a commit the commit hook turned into a
@@ -170,6 +173,13 @@ pub(crate) struct Shared {
     /// The worker serves a transaction's lease: requests on the main queue
     /// wait until it ends.
     pub(crate) leased: AtomicBool,
+    /// The controls of the transaction guards alive on this connection,
+    /// from `begin` (before its `BEGIN` is even queued) until the guard is
+    /// gone: the one being served and those whose `begin` waits in the main
+    /// queue. A request sent around any of them by its owner would wait
+    /// for it forever. `live_guards` counts them, the cheap first look.
+    guards: Mutex<Vec<Arc<LeaseControl>>>,
+    live_guards: AtomicUsize,
     deferred_pending: AtomicBool,
     deferred: Mutex<Vec<Deferred>>,
     next_savepoint: AtomicU64,
@@ -301,20 +311,45 @@ impl Shared {
         self.fault_pending.load(Ordering::Acquire)
     }
 
-    /// The caller holds this connection's lease: a request it sends through
-    /// the connection's own queue would wait for that lease forever.
+    /// The caller holds a transaction guard of this connection: a request
+    /// it sends through the connection's own queue would wait for that
+    /// guard's lease forever, whether the worker serves it already or its
+    /// `BEGIN` still waits in the queue (`begin` does not wait for it).
     ///
-    /// `leased` is only the cheap first look (it is set before `begin`
-    /// answers, so the holder never misses it). The answer comes from the
-    /// lease being served alone, its owner and end read together: a guard
-    /// dropped a moment ago is over for its caller, though the worker may not
-    /// have seen it yet, and the next lease's state is never read with the
-    /// last one's owner.
+    /// `live_guards` is only the cheap first look (a guard is registered
+    /// before `begin` returns, so its holder never misses it). The answer
+    /// reads each guard's owner and end together: a guard dropped a moment
+    /// ago is over for its caller, though the worker may not have seen it
+    /// yet.
     pub(crate) fn leased_by_caller(&self) -> bool {
-        self.leased.load(Ordering::Acquire)
-            && lock(&self.serving_lease).as_ref().is_some_and(|(c, _)| {
-                !c.is_ended() && c.owner.load(Ordering::Acquire) == caller_identity()
-            })
+        if self.live_guards.load(Ordering::Acquire) == 0 {
+            return false;
+        }
+        let caller = caller_identity();
+        lock(&self.guards)
+            .iter()
+            .any(|c| !c.is_ended() && c.owner.load(Ordering::Acquire) == caller)
+    }
+
+    /// Whether a transaction holds the worker or is about to (a guard whose
+    /// `BEGIN` is queued): requests from other handles wait until it ends.
+    pub(crate) fn is_leased(&self) -> bool {
+        self.live_guards.load(Ordering::Acquire) > 0 || self.leased.load(Ordering::Acquire)
+    }
+
+    /// A guard is alive from now on (see `guards`).
+    pub(crate) fn register_guard(&self, control: &Arc<LeaseControl>) {
+        lock(&self.guards).push(Arc::clone(control));
+        self.live_guards.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The guard is gone (its `Drop`, or a `begin` that queued nothing).
+    pub(crate) fn unregister_guard(&self, control: &Arc<LeaseControl>) {
+        let mut guards = lock(&self.guards);
+        if let Some(i) = guards.iter().position(|c| Arc::ptr_eq(c, control)) {
+            guards.swap_remove(i);
+            self.live_guards.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 
     /// The queue of the lease being served, if any.
@@ -416,6 +451,8 @@ pub(crate) struct Worker {
     next_parked_id: u64,
     /// Set by a `begin` request: serve this channel alone until the lease ends.
     lease: Option<Lease>,
+    /// Set by a `begin` request whose BEGIN failed, for the lease it starts.
+    begin_failed: Option<Arc<Error>>,
     /// The lease being served.
     serving: Option<Serving>,
     leases: u64,
@@ -595,20 +632,25 @@ impl Worker {
     /// [`Error::TransactionEnded`].
     fn serve_lease(&mut self, mut lease: Lease) {
         self.leases += 1;
+        let begin_failed = self.begin_failed.take();
+        // A transaction open after a failed BEGIN is not the guard's (one
+        // from `execute("BEGIN")`): the guard neither owns nor ends it.
+        if !self.conn.is_autocommit() && begin_failed.is_none() {
+            self.shared.own_transaction();
+        }
+        let began = begin_failed.is_none();
         self.serving = Some(Serving {
             generation: self.leases,
             ended: None,
+            begin_failed,
         });
-        if !self.conn.is_autocommit() {
-            self.shared.own_transaction();
-        }
         self.publish_resources();
         let dropped = self.serve_lease_until_end(&mut lease);
         *lock(&self.shared.serving_lease) = None;
         // Dropping the receiver drops the requests still queued on it: their
         // callers learn that the transaction ended.
         drop(lease);
-        self.holding_handle(|w| w.end_of_lease(dropped));
+        self.holding_handle(|w| w.end_of_lease(dropped && began));
         self.shared.leased.store(false, Ordering::Release);
     }
 
@@ -687,10 +729,9 @@ impl Worker {
         self.dead_lease().map_or(Ok(()), Err)
     }
 
-    /// Called by the `begin` request, before its answer is sent: from the
-    /// moment the caller holds the guard, the connection counts as leased to
-    /// it (a request the caller then sends around the guard is refused, not
-    /// queued behind it). The serve loop serves the lease next.
+    /// Called by the `begin` request: the serve loop serves the lease next.
+    /// (The caller counts as the lease's holder from its `begin` on, through
+    /// `Shared::register_guard`.)
     pub(crate) fn start_lease(&mut self, lease: Lease) {
         *lock(&self.shared.serving_lease) = Some((Arc::clone(&lease.control), lease.wake.clone()));
         self.shared.leased.store(true, Ordering::Release);
@@ -698,19 +739,35 @@ impl Worker {
     }
 
     /// A guard's `begin`: opens the transaction (or joins the open group on
-    /// a group-commit writer) and starts the lease the guard will own.
-    pub(crate) fn begin_lease(
-        &mut self,
-        behavior: TransactionBehavior,
-        lease: Lease,
-    ) -> Result<()> {
-        if self.group.enabled {
-            self.group_begin()?;
+    /// a group-commit writer) and starts the lease the guard owns. Nobody
+    /// waits for its answer: the guard's requests are queued on the lease
+    /// behind it. If the BEGIN fails, the lease is served all the same, dead
+    /// from the start ([`Error::BeginFailed`] for each of its requests but
+    /// `rollback`), so nothing the guard sends runs outside a transaction.
+    /// A guard dropped before this ran begins nothing.
+    pub(crate) fn begin_lease(&mut self, behavior: TransactionBehavior, lease: Lease) {
+        if lease.control.is_ended() {
+            return;
+        }
+        let mut begun = if self.group.enabled {
+            self.group_begin()
         } else {
-            self.conn.execute_batch(behavior.begin_sql())?;
+            self.conn
+                .execute_batch(behavior.begin_sql())
+                .map_err(Error::from)
+        };
+        if let Some(fault) = self.shared.take_fault() {
+            // A user callback (the authorizer) panicked during BEGIN.
+            if begun.is_ok() && !self.group.enabled {
+                self.rollback_if_open("a callback panicked during BEGIN");
+            }
+            begun = Err(fault);
+        }
+        if let Err(e) = begun {
+            tracing::debug!(error = %e, "a transaction guard's BEGIN failed");
+            self.begin_failed = Some(Arc::new(e));
         }
         self.start_lease(lease);
-        Ok(())
     }
 
     /// A guard's `commit`: ends the lease after this request. `Some` for a
@@ -755,6 +812,12 @@ impl Worker {
     /// The error a dead lease's `commit` returns, if the lease is dead.
     pub(crate) fn dead_lease(&self) -> Option<Error> {
         match &self.serving {
+            Some(Serving {
+                begin_failed: Some(cause),
+                ..
+            }) => Some(Error::BeginFailed {
+                cause: Arc::clone(cause),
+            }),
             Some(Serving {
                 ended: Some(cause), ..
             }) => Some(Error::RolledBack {
