@@ -12,11 +12,15 @@
 //! Each resource has exactly one owner at a time, and every way that owner
 //! can go releases it:
 //!
-//! - **A transaction's lease** belongs to its `Transaction` guard. It ends
-//!   with the guard's `commit`/`rollback` (requests of [`Kind::EndLease`]),
-//!   with the guard's drop (its [`LeaseControl`] is checked before every
-//!   message, and the drop wakes the worker), or when every sender of the
-//!   lease's queue is gone (a `begin` whose caller left): then it rolls back.
+//! - **A transaction's lease** belongs to its `Transaction` guard, from the
+//!   `begin` call on (before its BEGIN has run: `begin` does not wait for
+//!   it, and registers the guard in [`Shared`] so that a request its task
+//!   sends around it is refused). It ends with the guard's
+//!   `commit`/`rollback` (requests of [`Kind::EndLease`]), with the guard's
+//!   drop (its [`LeaseControl`] is checked by the `Begin` request and before
+//!   every message, and the drop wakes the worker), or when every sender of
+//!   the lease's queue is gone: then it rolls back. A failed BEGIN leaves the
+//!   lease dead from the start ([`Error::BeginFailed`]).
 //!   Requests still queued on the lease are dropped unrun
 //!   ([`Error::TransactionEnded`] for their callers), and what was parked
 //!   during the lease is finalized: nothing keeps a lease past its guard.
