@@ -1025,7 +1025,10 @@ fn contestants_for(workload: &str, all: &[Contestant]) -> Vec<usize> {
                 false
             }
             // Peers: the workloads of WORKLOADS.md.
-            _ => matches!(workload, "W1" | "W2" | "W3" | "W4" | "W5" | "W6" | "W7"),
+            _ => matches!(
+                workload,
+                "W1" | "W2" | "W3" | "W4" | "W5" | "W6" | "W7" | "W8"
+            ),
         })
         .collect()
 }

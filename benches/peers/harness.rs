@@ -19,6 +19,14 @@ pub const TASKS: usize = 64;
 pub const READERS: usize = 4;
 pub const W7_READERS: u64 = 32;
 pub const W7_WRITERS: i64 = 4;
+/// W8: accounts, what each starts with, and the statements of a transfer.
+pub const ACCOUNTS: i64 = 1_000;
+pub const OPENING_BALANCE: i64 = 1_000;
+pub const BALANCE: &str = "SELECT balance FROM accounts WHERE id = ?";
+pub const SET_BALANCE: &str = "UPDATE accounts SET balance = ? WHERE id = ?";
+pub const ACCOUNTS_SCHEMA: &str = "CREATE TABLE accounts(id INTEGER PRIMARY KEY, balance INTEGER NOT NULL);
+     WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000)
+     INSERT INTO accounts SELECT i, 1000 FROM n;";
 
 pub type User = (i64, String, String, i64, String);
 
@@ -29,6 +37,7 @@ pub struct Scale {
     pub bulk_rows: i64,
     pub w6_tx_per_task: usize,
     pub w7_secs: f64,
+    pub w8_tx_per_task: usize,
 }
 
 impl Scale {
@@ -45,6 +54,7 @@ impl Scale {
             bulk_rows: n(1_000_000.0),
             w6_tx_per_task: n(200.0) as usize,
             w7_secs: (5.0 * f).max(1.0),
+            w8_tx_per_task: n(400.0) as usize,
         }
     }
 }
@@ -72,6 +82,58 @@ impl Rng {
     }
 }
 
+/// W8's next transfer: two different accounts and an amount.
+pub fn transfer(rng: &mut Rng) -> (i64, i64, i64) {
+    let from = rng.next_id(ACCOUNTS);
+    let mut to = rng.next_id(ACCOUNTS);
+    while to == from {
+        to = rng.next_id(ACCOUNTS);
+    }
+    (from, to, rng.next_id(100))
+}
+
+/// Money is neither made nor lost: every transfer was one transaction.
+pub fn check_total(total: i64) {
+    assert_eq!(total, ACCOUNTS * OPENING_BALANCE, "a transfer was lost or torn");
+}
+
+/// When a measured section began: the wall clock, and the CPU time the
+/// whole process had used by then (as in benches/workloads.rs).
+#[derive(Clone, Copy)]
+pub struct Started {
+    at: Instant,
+    cpu: f64,
+}
+
+impl Started {
+    pub fn now() -> Started {
+        Started { at: Instant::now(), cpu: cpu_seconds() }
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.at.elapsed()
+    }
+
+    /// CPU microseconds per operation since then, every thread counted.
+    pub fn cpu_us_per(&self, ops: f64) -> f64 {
+        (cpu_seconds() - self.cpu) / ops.max(1.0) * 1e6
+    }
+}
+
+/// User + system CPU seconds of this process, all threads.
+fn cpu_seconds() -> f64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: `usage` is a valid, writable `rusage`; getrusage fills it.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) } != 0 {
+        return 0.0;
+    }
+    // SAFETY: zeroed is a valid `rusage` (plain integers), and getrusage
+    // succeeded.
+    let usage = unsafe { usage.assume_init() };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
 /// PRAGMAs of WORKLOADS.md: WAL, synchronous NORMAL (FULL for W6).
 pub fn pragmas(workload: &str) -> String {
     let sync = if workload.starts_with("W6") { "FULL" } else { "NORMAL" };
@@ -84,12 +146,14 @@ pub struct Outcome {
     pub writes: f64,
     pub errors: u64,
     pub latencies: Vec<Duration>,
+    pub cpu_us_per_op: f64,
 }
 
 impl Outcome {
-    pub fn rate(done: f64, started: Instant) -> Outcome {
+    pub fn rate(done: f64, started: Started) -> Outcome {
         Outcome {
             rate: done / started.elapsed().as_secs_f64(),
+            cpu_us_per_op: started.cpu_us_per(done),
             ..Outcome::default()
         }
     }
@@ -104,6 +168,15 @@ pub fn args() -> (String, PathBuf) {
         args[0]
     );
     (args[3].clone(), PathBuf::from(&args[4]))
+}
+
+/// Runs a workload's body as a task spawned on the runtime, as a service
+/// runs its handlers (benches/WORKLOADS.md), not inside `block_on`.
+pub fn spawned<F>(rt: &tokio::runtime::Runtime, body: F) -> Outcome
+where
+    F: std::future::Future<Output = Outcome> + Send + 'static,
+{
+    rt.block_on(async move { tokio::spawn(body).await.expect("the workload's task") })
 }
 
 pub fn runtime() -> tokio::runtime::Runtime {
@@ -136,7 +209,7 @@ fn percentile_us(sorted: &[Duration], p: f64) -> f64 {
 pub fn unit(workload: &str) -> &'static str {
     match workload {
         "W4" | "W5" => "rows_per_s",
-        "W6" => "tx_per_s",
+        "W6" | "W8" => "tx_per_s",
         _ => "ops_per_s",
     }
 }
@@ -145,9 +218,10 @@ pub fn unit(workload: &str) -> &'static str {
 pub fn report(contestant: &str, workload: &str, mut outcome: Outcome, sqlite: &str) {
     outcome.latencies.sort_unstable();
     println!(
-        "RESULT contestant={contestant} workload={workload} {}={:.0} writes_per_s={:.0} p50_us={:.1} p99_us={:.1} peak_rss_kb={} errors={} sqlite={sqlite}",
+        "RESULT contestant={contestant} workload={workload} {}={:.0} cpu_us_per_op={:.2} writes_per_s={:.0} p50_us={:.1} p99_us={:.1} peak_rss_kb={} errors={} sqlite={sqlite}",
         unit(workload),
         outcome.rate,
+        outcome.cpu_us_per_op,
         outcome.writes,
         percentile_us(&outcome.latencies, 0.50),
         percentile_us(&outcome.latencies, 0.99),

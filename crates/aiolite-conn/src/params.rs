@@ -22,6 +22,23 @@ use crate::error::{Error, Result};
 pub trait Params: Send + 'static {
     #[doc(hidden)]
     fn bind(&self, stmt: &mut Statement<'_>) -> Result<()>;
+
+    /// How many values these parameters bind by position; `None` for named
+    /// ones. `execute_many` packs sets into one multi-row INSERT only when
+    /// every set says how many it binds.
+    #[doc(hidden)]
+    fn positional_len(&self) -> Option<usize> {
+        None
+    }
+
+    /// Binds the values to parameters `offset + 1 ..` of a packed
+    /// statement; called only after `positional_len` answered.
+    #[doc(hidden)]
+    fn bind_at(&self, _stmt: &mut Statement<'_>, _offset: usize) -> Result<()> {
+        Err(Error::Misuse(
+            "these parameters do not bind by position".to_owned(),
+        ))
+    }
 }
 
 fn check_count(stmt: &Statement<'_>, given: usize) -> Result<()> {
@@ -44,20 +61,37 @@ impl Params for () {
 
 impl<T: ToSql + Send + 'static> Params for Vec<T> {
     fn bind(&self, stmt: &mut Statement<'_>) -> Result<()> {
-        bind_slice(stmt, self)
+        check_count(stmt, self.len())?;
+        bind_slice_at(stmt, self, 0)
+    }
+
+    fn positional_len(&self) -> Option<usize> {
+        Some(self.len())
+    }
+
+    fn bind_at(&self, stmt: &mut Statement<'_>, offset: usize) -> Result<()> {
+        bind_slice_at(stmt, self, offset)
     }
 }
 
 impl<T: ToSql + Send + 'static, const N: usize> Params for [T; N] {
     fn bind(&self, stmt: &mut Statement<'_>) -> Result<()> {
-        bind_slice(stmt, self)
+        check_count(stmt, N)?;
+        bind_slice_at(stmt, self, 0)
+    }
+
+    fn positional_len(&self) -> Option<usize> {
+        Some(N)
+    }
+
+    fn bind_at(&self, stmt: &mut Statement<'_>, offset: usize) -> Result<()> {
+        bind_slice_at(stmt, self, offset)
     }
 }
 
-fn bind_slice<T: ToSql>(stmt: &mut Statement<'_>, values: &[T]) -> Result<()> {
-    check_count(stmt, values.len())?;
+fn bind_slice_at<T: ToSql>(stmt: &mut Statement<'_>, values: &[T], offset: usize) -> Result<()> {
     for (i, v) in values.iter().enumerate() {
-        stmt.raw_bind_parameter(i + 1, v)?;
+        stmt.raw_bind_parameter(offset + i + 1, v)?;
     }
     Ok(())
 }
@@ -67,7 +101,15 @@ macro_rules! tuple_params {
         impl<$($name: ToSql + Send + 'static),+> Params for ($($name,)+) {
             fn bind(&self, stmt: &mut Statement<'_>) -> Result<()> {
                 check_count(stmt, $count)?;
-                $(stmt.raw_bind_parameter($idx + 1, &self.$idx)?;)+
+                self.bind_at(stmt, 0)
+            }
+
+            fn positional_len(&self) -> Option<usize> {
+                Some($count)
+            }
+
+            fn bind_at(&self, stmt: &mut Statement<'_>, offset: usize) -> Result<()> {
+                $(stmt.raw_bind_parameter(offset + $idx + 1, &self.$idx)?;)+
                 Ok(())
             }
         }

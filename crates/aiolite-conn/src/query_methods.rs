@@ -234,6 +234,14 @@ macro_rules! impl_query_methods {
             /// one request, so other users of the connection cannot slip
             /// statements between its rows.
             ///
+            /// A plain `INSERT INTO t(a, b) VALUES (?, ?)` (or `INSERT OR
+            /// IGNORE`/`OR REPLACE`, `REPLACE INTO`; no upsert, `RETURNING`
+            /// or comment) runs 32 sets at a time as one multi-row INSERT,
+            /// with the outcome of the sets run alone: the same count, the
+            /// same rows and triggers, and a failing set fails with the same
+            /// error and the sets before it applied (a pack that fails is
+            /// replayed one set at a time).
+            ///
             /// # Errors
             /// As [`execute`](Self::execute); the sets before a failing one stay
             /// applied unless a transaction is rolled back.

@@ -218,6 +218,141 @@ pub(crate) fn refuse_transaction_control(sql: &str) -> Result<()> {
     }
 }
 
+/// A single-row `INSERT` that `execute_many` may pack, many parameter sets
+/// to one statement: `INSERT [OR ABORT|IGNORE|REPLACE] INTO name [(columns)]
+/// VALUES (?, .., ?)` or `REPLACE INTO ..`, nothing before or after (no
+/// comment, no upsert, no RETURNING, no SELECT). Returns the text up to and
+/// including `VALUES`, and the number of placeholders.
+///
+/// Why only these: packed, the rows of a pack are one statement. With the
+/// ABORT resolution (IGNORE and REPLACE fall back on it for the errors they
+/// do not resolve) a failing statement leaves nothing of itself, so the
+/// pack can be replayed row by row to fail exactly where the rows alone
+/// would have. `OR FAIL` keeps part of a failed statement and `OR ROLLBACK`
+/// ends the transaction: those are never packed.
+pub(crate) fn packable_insert(sql: &str) -> Option<(&str, usize)> {
+    let text = sql.trim_end();
+    let text = text.strip_suffix(';').unwrap_or(text).trim_end();
+    let body = text.strip_suffix(')')?;
+    let open = body.rfind('(')?;
+    let placeholders = body[open + 1..].split(',');
+    let mut k = 0;
+    for p in placeholders {
+        if p.trim() != "?" {
+            return None;
+        }
+        k += 1;
+    }
+    let head = text[..open].trim_end();
+    let keyword_at = head.len().checked_sub("VALUES".len())?;
+    if !head.is_char_boundary(keyword_at)
+        || !head[keyword_at..].eq_ignore_ascii_case("VALUES")
+        || !head[..keyword_at]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_whitespace() || matches!(c, ')' | '"' | '`' | ']'))
+    {
+        return None;
+    }
+    let tokens = insert_tokens(&head[..keyword_at])?;
+    let mut t = tokens.iter().map(String::as_str).peekable();
+    let is = |tok: Option<&str>, word: &str| tok.is_some_and(|w| w.eq_ignore_ascii_case(word));
+    match t.next() {
+        Some(w) if w.eq_ignore_ascii_case("INSERT") => {
+            if is(t.peek().copied(), "OR") {
+                t.next();
+                let resolution = t.next()?;
+                if !["ABORT", "IGNORE", "REPLACE"]
+                    .iter()
+                    .any(|r| resolution.eq_ignore_ascii_case(r))
+                {
+                    return None;
+                }
+            }
+        }
+        Some(w) if w.eq_ignore_ascii_case("REPLACE") => {}
+        _ => return None,
+    }
+    if !is(t.next(), "INTO") {
+        return None;
+    }
+    let name = |tok: Option<&str>| tok.is_some_and(|w| !matches!(w, "(" | ")" | "," | "."));
+    if !name(t.next()) {
+        return None;
+    }
+    if t.peek() == Some(&".") {
+        t.next();
+        if !name(t.next()) {
+            return None;
+        }
+    }
+    if t.peek() == Some(&"(") {
+        t.next();
+        loop {
+            if !name(t.next()) {
+                return None;
+            }
+            match t.next() {
+                Some(",") => {}
+                Some(")") => break,
+                _ => return None,
+            }
+        }
+    }
+    if t.next().is_some() {
+        return None;
+    }
+    Some((text[..open].trim_end(), k))
+}
+
+/// The words, quoted names and `( ) , .` of an INSERT's head; `None` for
+/// anything else (a comment, a string, an operator), so nothing unusual is
+/// ever packed.
+fn insert_tokens(head: &str) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    let mut chars = head.char_indices().peekable();
+    while let Some(&(i, c)) = chars.peek() {
+        if c.is_whitespace() {
+            chars.next();
+        } else if matches!(c, '(' | ')' | ',' | '.') {
+            out.push(c.to_string());
+            chars.next();
+        } else if c.is_ascii_alphabetic() || c == '_' {
+            let mut end = i;
+            while let Some(&(j, c)) = chars.peek() {
+                if c.is_ascii_alphanumeric() || c == '_' || c == '$' {
+                    end = j + c.len_utf8();
+                    chars.next();
+                } else {
+                    break;
+                }
+            }
+            out.push(head[i..end].to_owned());
+        } else if matches!(c, '"' | '`' | '[') {
+            let close = if c == '[' { ']' } else { c };
+            chars.next();
+            let mut name = String::new();
+            loop {
+                let (_, c) = chars.next()?;
+                if c == close {
+                    if close != ']' && chars.peek().is_some_and(|&(_, n)| n == close) {
+                        chars.next();
+                        name.push(c);
+                        continue;
+                    }
+                    break;
+                }
+                name.push(c);
+            }
+            // Quoted: never mistaken for a keyword or punctuation.
+            out.push(format!("\"{name}\""));
+        } else {
+            return None;
+        }
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,5 +398,56 @@ mod tests {
             Err(Error::NulInSql { offset: 19 })
         ));
         assert!(check_sql("SELECT 1").is_ok());
+    }
+
+    #[test]
+    fn packable_inserts() {
+        for (sql, head, k) in [
+            (
+                "INSERT INTO t(a, b) VALUES (?, ?)",
+                "INSERT INTO t(a, b) VALUES",
+                2,
+            ),
+            (
+                "insert into main.t values(?);",
+                "insert into main.t values",
+                1,
+            ),
+            (
+                "INSERT OR IGNORE INTO \"my t\" (\"a\", [b]) VALUES (?,?,?)  ",
+                "INSERT OR IGNORE INTO \"my t\" (\"a\", [b]) VALUES",
+                3,
+            ),
+            ("REPLACE INTO t VALUES (?)", "REPLACE INTO t VALUES", 1),
+            (
+                "INSERT OR REPLACE INTO t(a) VALUES ( ? )",
+                "INSERT OR REPLACE INTO t(a) VALUES",
+                1,
+            ),
+        ] {
+            assert_eq!(packable_insert(sql), Some((head, k)), "{sql}");
+        }
+        for sql in [
+            "INSERT OR FAIL INTO t(a) VALUES (?)",
+            "INSERT OR ROLLBACK INTO t(a) VALUES (?)",
+            "INSERT INTO t(a) VALUES (?) RETURNING a",
+            "INSERT INTO t(a) VALUES (?) ON CONFLICT DO NOTHING",
+            "INSERT INTO t(a) VALUES (?), (?)",
+            "INSERT INTO t(a) VALUES (?1)",
+            "INSERT INTO t(a) VALUES (:a)",
+            "INSERT INTO t(a) VALUES (1)",
+            "INSERT INTO t(a) VALUES (?, 1)",
+            "INSERT INTO t(a) SELECT x FROM u UNION ALL VALUES (?)",
+            "INSERT INTO t AS x(a) VALUES (?)",
+            "INSERT INTO t(a) /* c */ VALUES (?)",
+            "-- c\nINSERT INTO t(a) VALUES (?)",
+            "WITH c AS (SELECT 1) INSERT INTO t(a) VALUES (?)",
+            "UPDATE t SET a = ? WHERE b IN (?)",
+            "INSERT INTO t(a) VALUES ()",
+            "INSERT INTO t(a) XVALUES (?)",
+            "INSERT INTO tVALUES (?)",
+        ] {
+            assert_eq!(packable_insert(sql), None, "{sql}");
+        }
     }
 }

@@ -138,8 +138,16 @@ impl Params for SqlValues {
                 sql: None,
             });
         }
+        self.bind_at(stmt, 0)
+    }
+
+    fn positional_len(&self) -> Option<usize> {
+        Some(self.len())
+    }
+
+    fn bind_at(&self, stmt: &mut RawStatement<'_>, offset: usize) -> Result<()> {
         for (i, v) in self.0.iter().enumerate() {
-            stmt.raw_bind_parameter(i + 1, Bound(v))?;
+            stmt.raw_bind_parameter(offset + i + 1, Bound(v))?;
         }
         Ok(())
     }

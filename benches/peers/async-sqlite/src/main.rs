@@ -68,7 +68,7 @@ async fn run(workload: &str, db: &Path, s: &Scale) -> Outcome {
             let c = open(db, workload).await;
             let mut rng = Rng::new(0);
             let mut latencies = Vec::with_capacity(s.w1_ops);
-            let started = Instant::now();
+            let started = Started::now();
             for _ in 0..s.w1_ops {
                 let t = Instant::now();
                 std::hint::black_box(point(&c, rng.next_id(s.point_rows)).await);
@@ -80,7 +80,7 @@ async fn run(workload: &str, db: &Path, s: &Scale) -> Outcome {
             let client = open(db, workload).await;
             let pool = if workload == "W3" { Some(open_pool(db, workload).await) } else { None };
             let per_task = s.w2_ops / TASKS;
-            let started = Instant::now();
+            let started = Started::now();
             let tasks: Vec<_> = (0..TASKS)
                 .map(|t| {
                     let (c, p, max) = (client.clone(), pool.clone(), s.point_rows);
@@ -106,7 +106,7 @@ async fn run(workload: &str, db: &Path, s: &Scale) -> Outcome {
             let c = open(db, workload).await;
             c.conn(|c| c.execute_batch(SCHEMA)).await.expect("schema");
             let rows = s.bulk_rows;
-            let started = Instant::now();
+            let started = Started::now();
             c.conn_mut(move |c| {
                 let tx = c.transaction()?;
                 {
@@ -123,7 +123,7 @@ async fn run(workload: &str, db: &Path, s: &Scale) -> Outcome {
         }
         "W5" => {
             let c = open(db, workload).await;
-            let started = Instant::now();
+            let started = Started::now();
             let rows: Vec<User> = c
                 .conn(|c| c.prepare(SCAN)?.query_map([], read_user)?.collect())
                 .await
@@ -138,7 +138,7 @@ async fn run(workload: &str, db: &Path, s: &Scale) -> Outcome {
             let c = open(db, workload).await;
             c.conn(|c| c.execute_batch(SCHEMA)).await.expect("schema");
             let per_task = s.w6_tx_per_task;
-            let started = Instant::now();
+            let started = Started::now();
             let tasks: Vec<_> = (0..TASKS)
                 .map(|t| {
                     let c = c.clone();
@@ -191,7 +191,7 @@ async fn run(workload: &str, db: &Path, s: &Scale) -> Outcome {
                     }
                 }));
             }
-            let started = Instant::now();
+            let started = Started::now();
             tokio::time::sleep(Duration::from_secs_f64(s.w7_secs)).await;
             stop.store(true, Ordering::Relaxed);
             for t in tasks {
@@ -203,7 +203,53 @@ async fn run(workload: &str, db: &Path, s: &Scale) -> Outcome {
                 writes: counts[1].load(Ordering::Relaxed) as f64 / secs,
                 errors: counts[2].load(Ordering::Relaxed),
                 latencies: Vec::new(),
+                cpu_us_per_op: started.cpu_us_per(
+                    (counts[0].load(Ordering::Relaxed) + counts[1].load(Ordering::Relaxed)) as f64,
+                ),
             }
+        }
+        // Its way to a transaction: one `conn_mut` closure on the client's thread.
+        "W8" => {
+            fresh(db);
+            let c = open(db, workload).await;
+            c.conn(|c| c.execute_batch(ACCOUNTS_SCHEMA)).await.expect("accounts");
+            let started = Started::now();
+            let tasks: Vec<_> = (0..TASKS)
+                .map(|t| {
+                    let (c, per_task) = (c.clone(), s.w8_tx_per_task);
+                    tokio::spawn(async move {
+                        let mut rng = Rng::new(t as u64 + 1);
+                        let mut latencies = Vec::with_capacity(per_task);
+                        for _ in 0..per_task {
+                            let (from, to, amount) = transfer(&mut rng);
+                            let t = Instant::now();
+                            c.conn_mut(move |c| {
+                                let tx = c.transaction()?;
+                                let a: i64 = tx.prepare_cached(BALANCE)?.query_row([from], |r| r.get(0))?;
+                                let b: i64 = tx.prepare_cached(BALANCE)?.query_row([to], |r| r.get(0))?;
+                                tx.prepare_cached(SET_BALANCE)?.execute((a - amount, from))?;
+                                tx.prepare_cached(SET_BALANCE)?.execute((b + amount, to))?;
+                                tx.commit()
+                            })
+                            .await
+                            .expect("transfer");
+                            latencies.push(t.elapsed());
+                        }
+                        latencies
+                    })
+                })
+                .collect();
+            let mut latencies = Vec::new();
+            for t in tasks {
+                latencies.extend(t.await.expect("task"));
+            }
+            let outcome = Outcome::rate(latencies.len() as f64, started);
+            check_total(
+                c.conn(|c| c.query_row("SELECT sum(balance) FROM accounts", [], |r| r.get(0)))
+                    .await
+                    .expect("sum"),
+            );
+            Outcome { latencies, ..outcome }
         }
         other => panic!("unknown workload {other}"),
     }
@@ -212,6 +258,7 @@ async fn run(workload: &str, db: &Path, s: &Scale) -> Outcome {
 fn main() {
     let (workload, db) = args();
     let scale = Scale::from_env();
-    let outcome = runtime().block_on(run(&workload, &db, &scale));
+    let name = workload.clone();
+    let outcome = spawned(&runtime(), async move { run(&name, &db, &scale).await });
     report("async-sqlite", &workload, outcome, rusqlite::version());
 }

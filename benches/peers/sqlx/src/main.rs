@@ -67,7 +67,7 @@ async fn run(workload: &str, db: &Path, s: &Scale) -> Outcome {
             let mut c = connect(db, workload).await;
             let mut rng = Rng::new(0);
             let mut latencies = Vec::with_capacity(s.w1_ops);
-            let started = Instant::now();
+            let started = Started::now();
             for _ in 0..s.w1_ops {
                 let t = Instant::now();
                 std::hint::black_box(point(&mut c, rng.next_id(s.point_rows)).await);
@@ -79,7 +79,7 @@ async fn run(workload: &str, db: &Path, s: &Scale) -> Outcome {
             let n = if workload == "W2" { 1 } else { READERS as u32 };
             let p = pool(db, workload, n).await;
             let per_task = s.w2_ops / TASKS;
-            let started = Instant::now();
+            let started = Started::now();
             let tasks: Vec<_> = (0..TASKS)
                 .map(|t| {
                     let (p, max) = (p.clone(), s.point_rows);
@@ -100,7 +100,7 @@ async fn run(workload: &str, db: &Path, s: &Scale) -> Outcome {
             fresh(db);
             let mut c = connect(db, workload).await;
             sqlx::raw_sql(SCHEMA).execute(&mut c).await.expect("schema");
-            let started = Instant::now();
+            let started = Started::now();
             let mut tx = c.begin().await.expect("begin");
             for i in 1..=s.bulk_rows {
                 let (name, email, age, at) = user(i);
@@ -118,7 +118,7 @@ async fn run(workload: &str, db: &Path, s: &Scale) -> Outcome {
         }
         "W5" => {
             let mut c = connect(db, workload).await;
-            let started = Instant::now();
+            let started = Started::now();
             let mut rows = sqlx::query(SCAN).fetch(&mut c);
             let (mut n, mut sum) = (0i64, 0i64);
             while let Some(r) = rows.try_next().await.expect("row") {
@@ -135,7 +135,7 @@ async fn run(workload: &str, db: &Path, s: &Scale) -> Outcome {
             let p = pool(db, workload, READERS as u32).await;
             sqlx::raw_sql(SCHEMA).execute(&p).await.expect("schema");
             let per_task = s.w6_tx_per_task;
-            let started = Instant::now();
+            let started = Started::now();
             let tasks: Vec<_> = (0..TASKS)
                 .map(|t| {
                     let p = p.clone();
@@ -191,7 +191,7 @@ async fn run(workload: &str, db: &Path, s: &Scale) -> Outcome {
                     }
                 }));
             }
-            let started = Instant::now();
+            let started = Started::now();
             tokio::time::sleep(Duration::from_secs_f64(s.w7_secs)).await;
             stop.store(true, Ordering::Relaxed);
             for t in tasks {
@@ -203,7 +203,52 @@ async fn run(workload: &str, db: &Path, s: &Scale) -> Outcome {
                 writes: counts[1].load(Ordering::Relaxed) as f64 / secs,
                 errors: counts[2].load(Ordering::Relaxed),
                 latencies: Vec::new(),
+                cpu_us_per_op: started.cpu_us_per(
+                    (counts[0].load(Ordering::Relaxed) + counts[1].load(Ordering::Relaxed)) as f64,
+                ),
             }
+        }
+        // sqlx's transaction guard on a pool of one connection, as its
+        // writers on SQLite are (more connections would fail their
+        // read-then-write upgrades with SQLITE_BUSY).
+        "W8" => {
+            fresh(db);
+            let p = pool(db, workload, 1).await;
+            sqlx::raw_sql(ACCOUNTS_SCHEMA).execute(&p).await.expect("accounts");
+            let started = Started::now();
+            let tasks: Vec<_> = (0..TASKS)
+                .map(|t| {
+                    let (p, per_task) = (p.clone(), s.w8_tx_per_task);
+                    tokio::spawn(async move {
+                        let mut rng = Rng::new(t as u64 + 1);
+                        let mut latencies = Vec::with_capacity(per_task);
+                        for _ in 0..per_task {
+                            let (from, to, amount) = transfer(&mut rng);
+                            let t = Instant::now();
+                            let mut tx = p.begin().await.expect("begin");
+                            let a: i64 = sqlx::query_scalar(BALANCE).bind(from).fetch_one(&mut *tx).await.expect("a");
+                            let b: i64 = sqlx::query_scalar(BALANCE).bind(to).fetch_one(&mut *tx).await.expect("b");
+                            sqlx::query(SET_BALANCE).bind(a - amount).bind(from).execute(&mut *tx).await.expect("debit");
+                            sqlx::query(SET_BALANCE).bind(b + amount).bind(to).execute(&mut *tx).await.expect("credit");
+                            tx.commit().await.expect("commit");
+                            latencies.push(t.elapsed());
+                        }
+                        latencies
+                    })
+                })
+                .collect();
+            let mut latencies = Vec::new();
+            for t in tasks {
+                latencies.extend(t.await.expect("task"));
+            }
+            let outcome = Outcome::rate(latencies.len() as f64, started);
+            check_total(
+                sqlx::query_scalar("SELECT sum(balance) FROM accounts")
+                    .fetch_one(&p)
+                    .await
+                    .expect("sum"),
+            );
+            Outcome { latencies, ..outcome }
         }
         other => panic!("unknown workload {other}"),
     }
@@ -224,6 +269,7 @@ fn main() {
             .await
             .expect("version")
     });
-    let outcome = rt.block_on(run(&workload, &db, &scale));
+    let name = workload.clone();
+    let outcome = spawned(&rt, async move { run(&name, &db, &scale).await });
     report("sqlx", &workload, outcome, &version);
 }

@@ -4,6 +4,7 @@
 
 use super::cursor::read_rows;
 use super::*;
+use crate::sql::packable_insert;
 
 impl Worker {
     pub(crate) fn rollback_if_open(&self, why: &str) {
@@ -90,30 +91,140 @@ impl Worker {
         Ok(self.conn.last_insert_rowid())
     }
 
+    /// Runs `sql` once per parameter set. A plain single-row INSERT
+    /// ([`packable_insert`]) runs [`PACK_ROWS`] sets at a time as one
+    /// multi-row INSERT, which spends the statement's per-execution cost
+    /// once per pack; the outcome is the rows-alone outcome, row for row:
+    /// a pack that fails is replayed one row at a time (a failing statement
+    /// leaves nothing of itself), so the same rows are kept and the same
+    /// set reports the same error. The count is the rows changed, as alone.
     pub(crate) fn execute_many<I, P>(&self, sql: &str, params: I) -> Result<usize>
     where
         I: IntoIterator,
         I::Item: std::borrow::Borrow<P>,
         P: Params + ?Sized,
     {
+        use std::borrow::Borrow;
         let started = Instant::now();
         let mut stmt = self.prepare(sql)?;
         let mut total = 0;
-        for p in params {
-            std::borrow::Borrow::<P>::borrow(&p)
-                .bind(&mut stmt)
-                .map_err(|e| e.attach_sql(sql))?;
-            self.implicit_begin(sql)?;
-            let before = self.conn.total_changes();
-            let mut rows = stmt.raw_query();
-            while rows.next().map_err(|e| Error::with_sql(e, sql))?.is_some() {}
-            drop(rows);
-            if self.conn.total_changes() != before {
-                total += self.conn.changes() as usize;
+        match Pack::of(sql, &stmt) {
+            None => {
+                for p in params {
+                    total += self.execute_one(&mut stmt, sql, p.borrow())?;
+                }
+            }
+            Some(pack) => {
+                let mut rows: Vec<I::Item> = Vec::with_capacity(pack.rows);
+                for p in params {
+                    rows.push(p);
+                    if rows.len() == pack.rows {
+                        total += self.execute_pack::<I::Item, P>(&pack, &mut stmt, sql, &rows)?;
+                        rows.clear();
+                    }
+                }
+                for p in &rows {
+                    total += self.execute_one(&mut stmt, sql, p.borrow())?;
+                }
             }
         }
         self.log(sql, started);
         Ok(total)
+    }
+
+    /// One parameter set through the single-row statement: the rows it
+    /// changed.
+    fn execute_one<P: Params + ?Sized>(
+        &self,
+        stmt: &mut Statement<'_>,
+        sql: &str,
+        params: &P,
+    ) -> Result<usize> {
+        params.bind(stmt).map_err(|e| e.attach_sql(sql))?;
+        self.implicit_begin(sql)?;
+        let before = self.conn.total_changes();
+        let mut rows = stmt.raw_query();
+        while rows.next().map_err(|e| Error::with_sql(e, sql))?.is_some() {}
+        drop(rows);
+        Ok(self.changes_since(before))
+    }
+
+    fn changes_since(&self, before: u64) -> usize {
+        if self.conn.total_changes() != before {
+            self.conn.changes() as usize
+        } else {
+            0
+        }
+    }
+
+    /// A full pack of parameter sets as one multi-row INSERT, or replayed
+    /// row by row when it cannot be (a set of another width, a value that
+    /// does not bind) or failed for one of its rows.
+    fn execute_pack<T, P>(
+        &self,
+        pack: &Pack,
+        stmt: &mut Statement<'_>,
+        sql: &str,
+        rows: &[T],
+    ) -> Result<usize>
+    where
+        T: std::borrow::Borrow<P>,
+        P: Params + ?Sized,
+    {
+        let replay = |stmt: &mut Statement<'_>| -> Result<usize> {
+            let mut n = 0;
+            for p in rows {
+                n += self.execute_one(stmt, sql, p.borrow())?;
+            }
+            Ok(n)
+        };
+        if rows
+            .iter()
+            .any(|p| p.borrow().positional_len() != Some(pack.width))
+        {
+            return replay(stmt);
+        }
+        let Ok(mut packed) = self.conn.prepare_cached(&pack.sql) else {
+            // A lowered variable limit, say: the rows alone still work.
+            return replay(stmt);
+        };
+        for (i, p) in rows.iter().enumerate() {
+            if p.borrow().bind_at(&mut packed, i * pack.width).is_err() {
+                drop(packed);
+                return replay(stmt);
+            }
+        }
+        self.implicit_begin(sql)?;
+        let in_transaction = !self.conn.is_autocommit();
+        let before = self.conn.total_changes();
+        let mut q = packed.raw_query();
+        let ran = loop {
+            match q.next() {
+                Ok(Some(_)) => {}
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(Error::with_sql(e, sql)),
+            }
+        };
+        drop(q);
+        drop(packed);
+        match ran {
+            Ok(()) => Ok(self.changes_since(before)),
+            // A row's own fault: the statement left nothing of itself (ABORT),
+            // and the transaction goes on, so the rows alone replay exactly.
+            Err(e)
+                if matches!(
+                    e.code(),
+                    Some(
+                        rusqlite::ErrorCode::ConstraintViolation
+                            | rusqlite::ErrorCode::TypeMismatch
+                            | rusqlite::ErrorCode::TooBig
+                    )
+                ) && in_transaction == !self.conn.is_autocommit() =>
+            {
+                replay(stmt)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     pub(crate) fn execute_script(&self, sql: &str) -> Result<()> {
@@ -244,5 +355,52 @@ impl Worker {
             self.conn.execute_batch("ROLLBACK")?;
         }
         Ok(())
+    }
+}
+
+/// Parameter sets a packed INSERT carries. Measured with callgrind on W4
+/// (4 bound columns; the whole process, the caller building the rows
+/// included): 6,273 instructions per row alone, 5,409 at 16,
+/// 5,245 at 32, 5,668 at 64 and 6,706 at 256 (a longer VALUES list costs
+/// SQLite more per row than the statements it saves).
+const PACK_ROWS: usize = 32;
+
+/// SQLite's default `SQLITE_MAX_VARIABLE_NUMBER`: a pack binds no more.
+const MAX_VARIABLES: usize = 32_766;
+
+/// How `execute_many` packs a single-row INSERT: `rows` copies of its
+/// `(?, ..)` tuple of `width` placeholders after its `VALUES`.
+pub(super) struct Pack {
+    sql: String,
+    rows: usize,
+    width: usize,
+}
+
+impl Pack {
+    fn of(sql: &str, stmt: &Statement<'_>) -> Option<Pack> {
+        let (head, width) = packable_insert(sql)?;
+        // Every parameter is one of the tuple's: none hides in the head.
+        if width == 0 || stmt.parameter_count() != width {
+            return None;
+        }
+        let rows = PACK_ROWS.min(MAX_VARIABLES / width);
+        if rows < 2 {
+            return None;
+        }
+        let tuple = format!("({})", vec!["?"; width].join(","));
+        let mut packed = String::with_capacity(head.len() + rows * (tuple.len() + 1) + 1);
+        packed.push_str(head);
+        packed.push(' ');
+        for i in 0..rows {
+            if i > 0 {
+                packed.push(',');
+            }
+            packed.push_str(&tuple);
+        }
+        Some(Pack {
+            sql: packed,
+            rows,
+            width,
+        })
     }
 }
