@@ -5,7 +5,9 @@
 //! runs its handlers (`aiolite-main`: W1 inside `block_on` on the main
 //! thread, for comparison). Transactions use the `begin()` guard, the form
 //! users write first; W6closure and W7closure are the same work through the
-//! `transaction(|tx| ..)` closure, W6conn W6 on one `Connection`. W3held is
+//! `transaction(|tx| ..)` closure, W6conn W6 on one `Connection`; W6exec
+//! is W6 as single `execute` writes, W6groupexec those with group commit.
+//! W3held is
 //! W3 with a partly read stream held open on every reader (aiolite only).
 //!
 //!     cargo bench --bench workloads
@@ -234,7 +236,7 @@ fn options(path: &Path, workload: &str) -> ConnectOptions {
 async fn pool(path: &Path, workload: &str) -> Database {
     Database::builder(path)
         .readers(READERS)
-        .group_commit(workload == "W6group")
+        .group_commit(matches!(workload, "W6group" | "W6groupexec"))
         .options(options(path, workload))
         .open()
         .await
@@ -441,7 +443,7 @@ fn run_rusqlite(workload: &str, db: &Path, scale: &Scale) -> Outcome {
         }
         // W6conn, W6closure, W6group: the same baseline; aiolite runs them on
         // one Connection, through the closure, with group commit.
-        "W6" | "W6conn" | "W6closure" | "W6group" => {
+        "W6" | "W6conn" | "W6closure" | "W6group" | "W6exec" | "W6groupexec" => {
             fresh(db);
             let mut c = sync_conn(db, workload);
             c.execute_batch(SCHEMA).expect("schema");
@@ -603,6 +605,18 @@ impl Target {
         }
     }
 
+    async fn execute<P: aiolite::Params>(
+        &self,
+        sql: &'static str,
+        params: P,
+    ) -> aiolite::Result<()> {
+        match self {
+            Target::Conn(c) => c.execute(sql, params).await,
+            Target::Db(d) => d.execute(sql, params).await,
+        }
+        .map(drop)
+    }
+
     async fn transaction<F>(&self, f: F) -> aiolite::Result<()>
     where
         F: FnOnce(&mut aiolite::rusqlite::Transaction<'_>) -> aiolite::Result<()> + Send + 'static,
@@ -758,7 +772,7 @@ async fn run_aiolite(
                 ..Outcome::default()
             }
         }
-        "W6" | "W6conn" | "W6closure" | "W6group" => {
+        "W6" | "W6conn" | "W6closure" | "W6group" | "W6exec" | "W6groupexec" => {
             fresh(db);
             let target = if workload == "W6conn" {
                 Target::Conn(options(db, workload).open().await.expect("open"))
@@ -781,6 +795,9 @@ async fn run_aiolite(
                                         Ok(())
                                     })
                                     .await
+                            } else if matches!(workload, "W6exec" | "W6groupexec") {
+                                // One statement, its own transaction.
+                                target.execute(INSERT, row).await
                             } else {
                                 insert_in_guard(&target, INSERT, row).await
                             }
@@ -915,7 +932,7 @@ async fn run_aiolite(
     }
 }
 
-const WORKLOADS: [&str; 14] = [
+const WORKLOADS: [&str; 16] = [
     "W1",
     "W2",
     "W3",
@@ -927,6 +944,8 @@ const WORKLOADS: [&str; 14] = [
     "W6conn",
     "W6closure",
     "W6group",
+    "W6exec",
+    "W6groupexec",
     "W7",
     "W7closure",
     "W8",
@@ -935,7 +954,7 @@ const WORKLOADS: [&str; 14] = [
 fn unit(workload: &str) -> &'static str {
     match workload {
         "W4" | "W5" | "W5derive" => "rows_per_s",
-        "W6" | "W6conn" | "W6closure" | "W6group" | "W8" => "tx_per_s",
+        "W6" | "W6conn" | "W6closure" | "W6group" | "W6exec" | "W6groupexec" | "W8" => "tx_per_s",
         _ => "ops_per_s",
     }
 }
@@ -1019,7 +1038,14 @@ fn contestants_for(workload: &str, all: &[Contestant]) -> Vec<usize> {
             // transaction forms, one Connection, group commit.
             _ if matches!(
                 workload,
-                "W3held" | "W5derive" | "W6conn" | "W6closure" | "W6group" | "W7closure"
+                "W3held"
+                    | "W5derive"
+                    | "W6conn"
+                    | "W6closure"
+                    | "W6group"
+                    | "W6exec"
+                    | "W6groupexec"
+                    | "W7closure"
             ) =>
             {
                 false

@@ -278,6 +278,142 @@ async fn other_requests_never_see_a_group_before_its_commit() {
     db.close().await.expect("close");
 }
 
+/// Keeps the writer inside a request until the returned sender is dropped,
+/// so that what is sent meanwhile queues up: deterministic groups.
+async fn block_writer(db: &Database) -> std::sync::mpsc::Sender<()> {
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let (started_tx, started) = tokio::sync::oneshot::channel::<()>();
+    let writer = db.writer().clone();
+    tokio::spawn(async move {
+        writer
+            .call(move |_| {
+                let _ = started_tx.send(());
+                let _ = held.recv();
+                Ok::<_, aiolite::Error>(())
+            })
+            .await
+    });
+    started.await.expect("the writer took the request");
+    release
+}
+
+/// Waits until `n` requests wait in the writer's queue.
+async fn queued(db: &Database, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while db.writer().queued_requests() < n {
+        assert!(Instant::now() < deadline, "the requests never queued");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_writes_queued_together_share_one_commit_and_fail_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("single.db");
+    let db = open(&path, true).await;
+    let commits = count_commits(&db).await;
+    let release = block_writer(&db).await;
+    // 16 single writes queue behind the held writer; one of them collides
+    // with the seed row. Each awaits its own answer.
+    let writes: Vec<_> = (0..16i64)
+        .map(|i| {
+            let db = db.clone();
+            let path = path.clone();
+            tokio::spawn(async move {
+                let (task, n) = if i == 7 { (-1, -1) } else { (100, i) };
+                let r = db
+                    .execute("INSERT INTO items VALUES (?, ?)", (task, n))
+                    .await;
+                // Answered only once the group's COMMIT ran: another
+                // connection sees the row at once.
+                let seen = if r.is_ok() {
+                    let other = aiolite::Connection::open(&path).await.expect("other");
+                    let n: i64 = other
+                        .fetch_one(
+                            "SELECT count(*) FROM items WHERE task = 100 AND n = ?",
+                            (n,),
+                        )
+                        .await
+                        .expect("count")
+                        .get(0)
+                        .expect("n");
+                    n
+                } else {
+                    0
+                };
+                (i, r, seen)
+            })
+        })
+        .collect();
+    queued(&db, 16).await;
+    commits.store(0, Ordering::Relaxed);
+    drop(release);
+    for w in writes {
+        let (i, r, seen) = w.await.expect("task");
+        if i == 7 {
+            let e = r.expect_err("the duplicate fails");
+            assert!(e.is_unique_violation(), "{e}");
+        } else {
+            assert_eq!(r.expect("write"), 1, "write {i}");
+            assert_eq!(seen, 1, "write {i} was answered before it was durable");
+        }
+    }
+    assert_eq!(
+        commits.load(Ordering::Relaxed),
+        1,
+        "16 queued writes, one COMMIT"
+    );
+    let rows: i64 = db
+        .fetch_one("SELECT count(*) FROM items WHERE task = 100", ())
+        .await
+        .expect("count")
+        .get(0)
+        .expect("n");
+    assert_eq!(rows, 15, "the failing write undid only itself");
+    db.close().await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_writes_and_guards_group_together_and_reads_wait_for_the_commit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = open(&dir.path().join("mixed.db"), true).await;
+    let commits = count_commits(&db).await;
+    let release = block_writer(&db).await;
+    let single = {
+        let db = db.clone();
+        tokio::spawn(async move { db.execute("INSERT INTO items VALUES (1, 1)", ()).await })
+    };
+    queued(&db, 1).await;
+    let guarded = {
+        let db = db.clone();
+        tokio::spawn(async move {
+            let tx = db.begin().await?;
+            tx.execute("INSERT INTO items VALUES (2, 2)", ()).await?;
+            tx.commit().await
+        })
+    };
+    queued(&db, 2).await;
+    // A read on the writer queued behind both: it must see both rows, so the
+    // group commits before it runs.
+    let read = {
+        let db = db.clone();
+        tokio::spawn(async move {
+            db.writer()
+                .fetch_one("SELECT count(*) FROM items WHERE task IN (1, 2)", ())
+                .await
+        })
+    };
+    queued(&db, 3).await;
+    commits.store(0, Ordering::Relaxed);
+    drop(release);
+    single.await.expect("task").expect("single write");
+    guarded.await.expect("task").expect("guarded");
+    let n: i64 = read.await.expect("task").expect("read").get(0).expect("n");
+    assert_eq!(n, 2);
+    assert_eq!(commits.load(Ordering::Relaxed), 1, "one group for both");
+    db.close().await.expect("close");
+}
+
 const CHILD: &str = "AIOLITE_GROUP_COMMIT_CHILD";
 
 /// The child: 16 tasks commit (task, n) rows through group commit at

@@ -134,6 +134,27 @@ impl Channel {
         self.send(f, kind, Spin::FirstPoll).await
     }
 
+    /// `execute`: on a group-commit writer, a single write (INSERT, UPDATE,
+    /// DELETE, REPLACE) joins the group of transactions queued with it and
+    /// answers after the group's COMMIT (see `Worker::execute_in_group`).
+    pub(crate) async fn execute<P: Params>(&self, sql: Sql, params: P) -> Result<usize> {
+        if !self.is_lease()
+            && self.shared.groups_writes.load(Ordering::Relaxed)
+            && crate::sql::is_dml(&sql)
+        {
+            let (n, outcome) = self
+                .run_as(Kind::GroupWrite, move |w| w.execute_in_group(&sql, &params))
+                .await?;
+            if let Some(outcome) = outcome {
+                // Dropped while waiting here: the write is committed with
+                // the group all the same; only this answer is lost.
+                outcome.await.unwrap_or(Err(Error::Closed))?;
+            }
+            return Ok(n);
+        }
+        self.run(move |w| w.execute(&sql, &params)).await
+    }
+
     /// Like [`run`](Self::run) for a request that runs one query; `read`
     /// (from [`worker::looks_like_read`]) lets the worker answer it inside a
     /// read batch (see `Worker::run_read_batch`).

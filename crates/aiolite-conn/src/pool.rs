@@ -130,8 +130,13 @@ impl DatabaseBuilder {
     ///
     /// A group grows while further `begin`s wait in the writer's queue. Under
     /// light load a group has one member and costs what a plain transaction
-    /// does. Not grouped: [`Database::transaction`] (its closure gets a
-    /// `rusqlite::Transaction`) and single statements. Inside a member, end it
+    /// does. A single write through [`execute`](Database::execute) (INSERT,
+    /// UPDATE, DELETE, REPLACE) joins a group as a member of its own, and
+    /// returns once the group's COMMIT is durable; if its future is dropped
+    /// after the statement ran, the write is committed with the group all
+    /// the same. Not grouped: [`Database::transaction`] (its closure gets a
+    /// `rusqlite::Transaction`), `execute_insert`, `execute_many` and
+    /// scripts. Inside a member, end it
     /// with `commit()`/`rollback()`: a `COMMIT` or `ROLLBACK` of its own
     /// ends the whole group, and its other members get an error. A deferred
     /// foreign-key violation surfaces at the shared COMMIT, so it fails the

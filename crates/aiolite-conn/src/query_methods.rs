@@ -197,10 +197,10 @@ macro_rules! impl_query_methods {
                 params: P,
             ) -> $crate::Result<usize> {
                 let sql = $crate::IntoSql::into_sql(sql);
-                self.target(&sql, $crate::query_methods::Route::BySql)
-                    .await?
-                    .run(move |w| w.execute(&sql, &params))
-                    .await
+                let channel = self
+                    .target(&sql, $crate::query_methods::Route::BySql)
+                    .await?;
+                channel.execute(sql, params).await
             }
 
             /// Runs one INSERT and returns the rowid of the inserted row

@@ -12,6 +12,9 @@ impl Worker {
         wake_self: mpsc::WeakSender<Message>,
     ) -> Result<Worker> {
         crate::sqlite::check_linked_version();
+        shared
+            .groups_writes
+            .store(opts.group_commit, Ordering::Relaxed);
         let path = opts.display_path();
         let mut conn = {
             let _guard = crate::sqlite::open_close_guard();

@@ -20,6 +20,7 @@ use tokio::sync::oneshot;
 
 use super::Worker;
 use crate::error::{Error, Result};
+use crate::params::Params;
 
 /// The savepoint each member runs in. Members never overlap (each holds the
 /// writer's lease), so one name serves all.
@@ -81,6 +82,41 @@ impl Group {
 }
 
 impl Worker {
+    /// A single write (`execute` through the pool) as a member of its own:
+    /// in its savepoint inside the open group (opened for it if none is), and
+    /// released into it. Its caller waits on the returned receiver for the
+    /// group's COMMIT, so `execute` still returns only once the write is
+    /// durable. A statement that fails undoes its savepoint only. Outside
+    /// the group's reach (a lease, a transaction some `call` opened, group
+    /// commit off) it runs as a plain `execute`.
+    pub(crate) fn execute_in_group<P: Params + ?Sized>(
+        &mut self,
+        sql: &str,
+        params: &P,
+    ) -> Result<(usize, Option<oneshot::Receiver<Result<()>>>)> {
+        if !self.group.enabled
+            || self.in_lease()
+            || (!self.group.open && !self.conn.is_autocommit())
+        {
+            return self.execute(sql, params).map(|n| (n, None));
+        }
+        self.group_begin()?;
+        match self.execute(sql, params) {
+            Ok(n) if !self.conn.is_autocommit() => Ok((n, Some(self.group_release()?))),
+            // It ended the shared transaction itself (a COMMIT or ROLLBACK
+            // in a trigger's stead cannot: only SQLite, which reported it
+            // as an error): the group's check answers the others.
+            Ok(n) => {
+                self.group.in_member = false;
+                Ok((n, None))
+            }
+            Err(e) => {
+                self.group_rollback_member();
+                Err(e)
+            }
+        }
+    }
+
     /// Begins a member: opens the shared transaction if needed, then the
     /// member's savepoint.
     pub(crate) fn group_begin(&mut self) -> Result<()> {

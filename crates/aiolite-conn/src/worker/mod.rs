@@ -220,6 +220,9 @@ pub(crate) struct Shared {
     /// Bumped whenever a statement on the writer may have changed the schema,
     /// so that routes a pool remembered per SQL text are learned again.
     pub(crate) schema_epoch: AtomicU64,
+    /// A group-commit writer: single writes through `execute` join groups
+    /// too (`Channel::execute`).
+    pub(crate) groups_writes: AtomicBool,
     /// When the oldest parked statement took its snapshot, in milliseconds
     /// since [`process_epoch`] plus one (0: none), for `Resources`.
     pub(crate) oldest_snapshot: AtomicU64,
@@ -555,7 +558,7 @@ impl Worker {
                     job,
                     kind,
                 } => {
-                    if kind != Kind::Begin && self.group.is_open() {
+                    if !matches!(kind, Kind::Begin | Kind::GroupWrite) && self.group.is_open() {
                         // Nothing but members may see the group's work
                         // before it is durable.
                         self.holding_handle(Worker::group_commit_now);

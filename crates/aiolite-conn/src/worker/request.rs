@@ -28,6 +28,10 @@ pub(crate) enum Kind {
     /// A transaction's `begin`: on a group-commit writer it may join the
     /// open group.
     Begin,
+    /// A single write through a group-commit writer's `execute`: it joins
+    /// the open group as a member of its own, answered once the group's
+    /// COMMIT ran.
+    GroupWrite,
     /// A transaction guard's `commit` or `rollback`: it ends the lease, and
     /// runs even when the transaction is dead (it reports or accepts that).
     EndLease,
