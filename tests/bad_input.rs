@@ -325,3 +325,81 @@ async fn a_full_database_is_a_clear_error_and_loses_nothing() {
     let n = common::scalar(&c, "SELECT count(*) FROM t").await;
     assert_eq!(n, 1, "the earlier row is intact");
 }
+
+/// What a handler maps to an HTTP status: each constraint is told apart,
+/// and `message()` is the text a client may see, with no SQL in it.
+#[tokio::test]
+async fn constraint_errors_are_told_apart_and_have_a_message_without_sql() {
+    let c = Connection::open_in_memory().await.expect("open");
+    c.execute_script(
+        "CREATE TABLE parent(id INTEGER PRIMARY KEY);
+         CREATE TABLE p(id INTEGER PRIMARY KEY, email TEXT NOT NULL UNIQUE,
+                        age INTEGER CHECK (age >= 0),
+                        parent INTEGER REFERENCES parent(id));
+         INSERT INTO parent VALUES (1);
+         INSERT INTO p VALUES (1, 'a@x', 1, 1);",
+    )
+    .await
+    .expect("schema");
+    let cases = [
+        ("INSERT INTO p VALUES (2, 'a@x', 1, 1)", "unique"),
+        ("INSERT INTO p VALUES (1, 'b@x', 1, 1)", "unique"),
+        ("INSERT INTO p VALUES (3, NULL, 1, 1)", "not null"),
+        ("INSERT INTO p VALUES (4, 'c@x', -5, 1)", "check"),
+        ("INSERT INTO p VALUES (5, 'd@x', 1, 99)", "foreign key"),
+    ];
+    for (sql, which) in cases {
+        let e = c.execute(sql, ()).await.expect_err(sql);
+        let seen = [
+            ("unique", e.is_unique_violation()),
+            ("not null", e.is_not_null_violation()),
+            ("check", e.is_check_violation()),
+            ("foreign key", e.is_foreign_key_violation()),
+        ];
+        for (name, is) in seen {
+            assert_eq!(is, name == which, "{sql}: is {name}? {e}");
+        }
+        assert!(e.is_constraint(), "{sql}");
+        assert!(
+            e.to_string().contains(sql),
+            "Display keeps the SQL for logs: {e}"
+        );
+        let message = e.message();
+        assert!(!message.contains("INSERT"), "{message}");
+        assert!(message.contains("constraint failed"), "{message}");
+    }
+    // Every error that quotes its SQL has a message without it.
+    let secret = "SELECT id FROM p WHERE email = 'secret@example.com'";
+    let errors = [
+        c.fetch_one(secret, ()).await.map(drop).expect_err("no row"),
+        c.execute(secret, (1,)).await.map(drop).expect_err("count"),
+        c.execute("SELECT 1; SELECT 'secret@example.com'", ())
+            .await
+            .map(drop)
+            .expect_err("two statements"),
+        c.execute("SELEC 'secret@example.com'", ())
+            .await
+            .map(drop)
+            .expect_err("syntax"),
+    ];
+    for e in errors {
+        assert!(e.to_string().contains("secret@example.com"), "{e}");
+        assert!(!e.message().contains("secret"), "{}", e.message());
+        assert!(!e.message().is_empty());
+    }
+    // Inside a guard SQLite rolled back: the cause's message, no SQL.
+    let tx = c.begin().await.expect("begin");
+    let e = tx
+        .execute("INSERT OR ROLLBACK INTO p VALUES (9, 'a@x', 1, 1)", ())
+        .await
+        .expect_err("rolled back");
+    assert!(matches!(e, Error::RolledBack { .. }), "{e:?}");
+    assert!(e.is_unique_violation(), "{e}");
+    assert!(!e.message().contains("INSERT"), "{}", e.message());
+    assert!(
+        e.message().contains("UNIQUE constraint failed"),
+        "{}",
+        e.message()
+    );
+    tx.rollback().await.expect("rollback");
+}

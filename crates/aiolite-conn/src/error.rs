@@ -181,7 +181,7 @@ pub enum Error {
     /// [`Transaction`]: crate::Transaction
     /// [`Savepoint`]: crate::Savepoint
     /// [`Connection::transaction`]: crate::Connection::transaction
-    #[error("SQLite rolled the transaction back: {}; none of its work is kept and nothing more runs in it: roll it back (or drop it) and retry the whole transaction", RollbackCause(.cause.as_deref()))]
+    #[error("SQLite rolled the transaction back: {}; {}", RollbackCause(.cause.as_deref(), true), ROLLED_BACK)]
     RolledBack {
         /// The error that made SQLite roll back; `None` when the request in
         /// which it ended did not pass an error on: a closure that went on
@@ -205,7 +205,7 @@ pub enum Error {
     ///
     /// [`code`](Error::code) and the `is_*` helpers answer for the cause,
     /// so `is_busy()` still tells a retry apart.
-    #[error("the transaction did not begin: {cause}; nothing of it ran: drop the guard (or roll it back) and begin again")]
+    #[error("the transaction did not begin: {cause}; {}", BEGIN_FAILED)]
     BeginFailed {
         /// Why `BEGIN` failed.
         cause: std::sync::Arc<Error>,
@@ -258,16 +258,60 @@ pub enum Error {
     Rusqlite(rusqlite::Error),
 }
 
-/// The cause of a [`Error::RolledBack`], for its message.
-struct RollbackCause<'a>(Option<&'a Error>);
+const ROLLED_BACK: &str = "none of its work is kept and nothing more runs in it: roll it back (or drop it) and retry the whole transaction";
+const BEGIN_FAILED: &str = "nothing of it ran: drop the guard (or roll it back) and begin again";
+
+/// The cause of a [`Error::RolledBack`], for its message; with the SQL it
+/// quotes, or without (`Error::message`).
+struct RollbackCause<'a>(Option<&'a Error>, bool);
 
 impl fmt::Display for RollbackCause<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
-            Some(cause) => write!(f, "{cause}"),
+            Some(cause) if self.1 => write!(f, "{cause}"),
+            Some(cause) => write!(f, "{}", WithoutSql(cause)),
             None => f.write_str(
                 "it ended inside one of its own requests, which went on (a statement that made SQLite roll back, its error not passed on; or a COMMIT or ROLLBACK run through its own handle, where commit() and rollback() belong)",
             ),
+        }
+    }
+}
+
+/// An error's text with no SQL in it (see [`Error::message`]): the variants
+/// that quote their statement, written without it; every other one as its
+/// `Display`, which quotes none.
+struct WithoutSql<'a>(&'a Error);
+
+impl fmt::Display for WithoutSql<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Error::Sqlite { message, .. } => f.write_str(message),
+            Error::ParameterCount {
+                expected, given, ..
+            } => write!(
+                f,
+                "the statement takes {expected} parameter(s) but {given} were given"
+            ),
+            Error::MultipleStatements { .. } => f.write_str(
+                "only one statement can be run here, but the SQL holds more (use execute_script for several)",
+            ),
+            Error::NoRows { .. } => f.write_str("the query returned no rows"),
+            Error::RolledBack { cause } => write!(
+                f,
+                "SQLite rolled the transaction back: {}; {}",
+                RollbackCause(cause.as_deref(), false),
+                ROLLED_BACK
+            ),
+            Error::BeginFailed { cause } => write!(
+                f,
+                "the transaction did not begin: {}; {}",
+                WithoutSql(cause),
+                BEGIN_FAILED
+            ),
+            Error::Rusqlite(rusqlite::Error::SqlInputError { msg, offset, .. }) => {
+                write!(f, "{msg} at offset {offset}")
+            }
+            other => write!(f, "{other}"),
         }
     }
 }
@@ -370,6 +414,35 @@ impl Error {
     /// A FOREIGN KEY constraint failed.
     pub fn is_foreign_key_violation(&self) -> bool {
         self.extended_code() == Some(ffi::SQLITE_CONSTRAINT_FOREIGNKEY)
+    }
+
+    /// A CHECK constraint failed.
+    pub fn is_check_violation(&self) -> bool {
+        self.extended_code() == Some(ffi::SQLITE_CONSTRAINT_CHECK)
+    }
+
+    /// A NOT NULL constraint failed.
+    pub fn is_not_null_violation(&self) -> bool {
+        self.extended_code() == Some(ffi::SQLITE_CONSTRAINT_NOTNULL)
+    }
+
+    /// The error's text without the SQL it quotes, for a service's clients
+    /// (as sqlx's `DatabaseError::message`): `Display` adds the failing
+    /// statement (` (in: ...)`), which belongs in logs, not in a response.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> aiolite_conn::Result<()> {
+    /// let conn = aiolite_conn::Connection::open_in_memory().await?;
+    /// conn.execute("CREATE TABLE t(age INTEGER CHECK (age >= 0))", ()).await?;
+    /// let e = conn.execute("INSERT INTO t VALUES (-1)", ()).await.unwrap_err();
+    /// assert!(e.is_check_violation());
+    /// assert!(e.to_string().contains("INSERT INTO t")); // for the log
+    /// assert_eq!(e.message(), "CHECK constraint failed: age >= 0"); // for the client
+    /// # Ok(()) }
+    /// ```
+    pub fn message(&self) -> String {
+        WithoutSql(self).to_string()
     }
 
     /// The statement was interrupted (`interrupt()`, or its caller went away).
