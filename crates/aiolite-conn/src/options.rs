@@ -184,6 +184,88 @@ impl ConnectOptions {
     }
 }
 
+/// What the options say, for a service to log or check its configuration.
+/// Named as sqlx names them (`get_*`): the plain names are the setters.
+impl ConnectOptions {
+    /// The database file; `None` for `:memory:`.
+    pub fn get_path(&self) -> Option<&Path> {
+        match &self.target {
+            Target::File(path) => Some(path),
+            Target::Memory => None,
+        }
+    }
+
+    /// Whether the connection opens read-only.
+    pub fn get_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// Whether a missing file is created.
+    pub fn get_create_if_missing(&self) -> bool {
+        self.create
+    }
+
+    /// The journal mode asked for; `None`: the default (WAL for files).
+    pub fn get_journal_mode(&self) -> Option<JournalMode> {
+        self.journal_mode
+    }
+
+    /// `PRAGMA synchronous`.
+    pub fn get_synchronous(&self) -> Synchronous {
+        self.synchronous
+    }
+
+    /// How long a statement waits for another connection's lock.
+    pub fn get_busy_timeout(&self) -> Duration {
+        self.busy_timeout
+    }
+
+    /// `PRAGMA foreign_keys`.
+    pub fn get_foreign_keys(&self) -> bool {
+        self.foreign_keys
+    }
+
+    /// Capacity of the prepared-statement cache.
+    pub fn get_statement_cache_capacity(&self) -> usize {
+        self.statement_cache_capacity
+    }
+
+    /// Rows in a stream's first chunk.
+    pub fn get_iter_chunk_size(&self) -> usize {
+        self.iter_chunk_size
+    }
+
+    /// Requests that may wait in the queue before callers wait for room.
+    pub fn get_queue_bound(&self) -> usize {
+        self.queue_bound
+    }
+
+    /// The `PRAGMA name = value` pairs run after aiolite's own, in order.
+    pub fn get_pragmas(&self) -> &[(String, String)] {
+        &self.pragmas
+    }
+
+    /// Python's `isolation_level`; `None`: autocommit.
+    pub fn get_isolation_level(&self) -> Option<TransactionBehavior> {
+        self.isolation_level
+    }
+
+    /// Statements slower than this are logged at `warn`.
+    pub fn get_slow_statement_threshold(&self) -> Duration {
+        self.slow_statement
+    }
+
+    /// The longest a stream may keep its read snapshot; `None`: no limit.
+    pub fn get_snapshot_age_limit(&self) -> Option<Duration> {
+        self.snapshot_age_limit
+    }
+
+    /// Whether the migrations run when the connection opens.
+    pub fn get_migrate_on_open(&self) -> bool {
+        self.migrate_on_open
+    }
+}
+
 impl ConnectOptions {
     /// Options for the database file at `path`, with every default below.
     pub fn new(path: impl AsRef<Path>) -> Self {
@@ -490,6 +572,11 @@ impl FromStr for ConnectOptions {
                         Error::Config(format!("cache_capacity={value:?}: expected a count"))
                     })?;
                     opts = opts.statement_cache_capacity(n);
+                }
+                "readers" | "group_commit" => {
+                    return Err(Error::Config(format!(
+                        "{key} is a pool parameter: open the URL with Database::connect (or DatabaseBuilder::from_url)"
+                    )))
                 }
                 other => return Err(Error::Config(format!("unknown URL parameter {other:?}"))),
             }

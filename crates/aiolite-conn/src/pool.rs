@@ -79,6 +79,80 @@ pub struct DatabaseBuilder {
 }
 
 impl DatabaseBuilder {
+    /// A builder from one URL: every parameter a [`ConnectOptions`] URL
+    /// takes (`mode`, `journal_mode`, `synchronous`, `foreign_keys`,
+    /// `busy_timeout`, `cache_capacity`), and the pool's own: `readers=N`
+    /// and `group_commit=true|false`.
+    ///
+    /// ```
+    /// let b = aiolite_conn::DatabaseBuilder::from_url(
+    ///     "sqlite://app.db?mode=rwc&synchronous=normal&readers=8&group_commit=true",
+    /// )?;
+    /// assert_eq!(b.get_readers(), 8);
+    /// assert!(b.get_group_commit());
+    /// assert_eq!(b.get_options().get_path(), Some(std::path::Path::new("app.db")));
+    /// # Ok::<(), aiolite_conn::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the parameter that is unknown or malformed.
+    pub fn from_url(url: &str) -> Result<DatabaseBuilder> {
+        let (base, query) = match url.split_once('?') {
+            Some((base, query)) => (base, query),
+            None => (url, ""),
+        };
+        let (mut readers, mut group_commit) = (4, false);
+        let mut rest = Vec::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            match key {
+                "readers" => {
+                    readers = value.parse().map_err(|_| {
+                        Error::Config(format!("readers={value:?}: expected a count"))
+                    })?;
+                }
+                "group_commit" => {
+                    group_commit = match value.to_ascii_lowercase().as_str() {
+                        "1" | "true" | "on" | "yes" => true,
+                        "0" | "false" | "off" | "no" => false,
+                        _ => {
+                            return Err(Error::Config(format!(
+                                "group_commit={value:?}: expected true or false"
+                            )))
+                        }
+                    };
+                }
+                _ => rest.push(pair),
+            }
+        }
+        let options: ConnectOptions = if rest.is_empty() {
+            base.parse()?
+        } else {
+            format!("{base}?{}", rest.join("&")).parse()?
+        };
+        Ok(DatabaseBuilder {
+            options,
+            readers,
+            group_commit,
+            conflict: None,
+        })
+    }
+
+    /// The number of readers the pool will open.
+    pub fn get_readers(&self) -> usize {
+        self.readers
+    }
+
+    /// Whether group commit is on.
+    pub fn get_group_commit(&self) -> bool {
+        self.group_commit
+    }
+
+    /// The options every connection of the pool opens with.
+    pub fn get_options(&self) -> &ConnectOptions {
+        &self.options
+    }
+
     /// Number of reader connections. Default: 4. With 0, the writer serves
     /// reads too. Ignored for `:memory:` (one connection).
     pub fn readers(mut self, readers: usize) -> Self {
@@ -250,6 +324,30 @@ impl Database {
         Self::builder(path).open().await
     }
 
+    /// Opens a pool from one URL (see [`DatabaseBuilder::from_url`]):
+    /// `Database::connect("sqlite://app.db?mode=rwc&readers=8")`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> aiolite_conn::Result<()> {
+    /// # let dir = tempfile::tempdir().map_err(|e| aiolite_conn::Error::Misuse(e.to_string()))?;
+    /// # let url = format!("sqlite://{}?mode=rwc&readers=2", dir.path().join("app.db").display());
+    /// let db = aiolite_conn::Database::connect(&url).await?;
+    /// assert_eq!(db.readers().len(), 2);
+    /// # db.close().await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a URL it cannot read; as
+    /// [`DatabaseBuilder::open`] otherwise.
+    ///
+    /// # Cancel safety
+    /// Dropping the future closes what was opened.
+    pub async fn connect(url: &str) -> Result<Database> {
+        DatabaseBuilder::from_url(url)?.open().await
+    }
+
     /// One in-memory database, served by a single connection.
     ///
     /// # Errors
@@ -276,6 +374,13 @@ impl Database {
     /// back after the request.
     pub fn writer(&self) -> &Connection {
         &self.inner.writer
+    }
+
+    /// The reader connections (none for `:memory:` or `readers(0)`), for
+    /// health checks and metrics; statements pick one with
+    /// [`reader`](Database::reader).
+    pub fn readers(&self) -> &[Connection] {
+        &self.inner.readers
     }
 
     /// Every connection of the pool: the writer, then the readers.
