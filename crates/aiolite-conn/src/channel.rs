@@ -251,7 +251,9 @@ impl Channel {
             return Err(Error::Closed);
         }
         let (in_flight, _) = crate::spin::InFlight::start();
+        let queued_at = std::time::Instant::now();
         let job: Job = Box::new(move |w: &mut Worker| {
+            w.started_request(queued_at);
             if let Err(payload) = catch_unwind(AssertUnwindSafe(|| f(w))) {
                 tracing::error!(error = %Error::panic(payload), "an engine request panicked");
             }
@@ -313,10 +315,12 @@ impl Channel {
         }
         let (tx, rx) = oneshot::channel();
         let (in_flight, in_flight_now) = crate::spin::InFlight::start();
+        let queued_at = std::time::Instant::now();
         let job: Job = Box::new(move |w: &mut Worker| {
             if tx.is_closed() {
                 return; // cancelled before it started
             }
+            w.started_request(queued_at);
             if let Err(refused) = w.admit(kind) {
                 // The lease is dead: nothing runs in autocommit for it.
                 drop(in_flight);

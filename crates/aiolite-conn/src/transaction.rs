@@ -434,7 +434,15 @@ impl Connection {
                             Err(E::from(Error::RolledBack { cause: None }))
                         }
                         Ok(v) => {
-                            shared.guard_commit(|| tx.commit())?;
+                            let started = std::time::Instant::now();
+                            let committed = shared.guard_commit(|| tx.commit());
+                            crate::worker::events::statement(
+                                "COMMIT",
+                                w.queue_wait(),
+                                started.elapsed(),
+                                w.slow_statement(),
+                            );
+                            committed?;
                             Ok(v)
                         }
                         // Dropping `tx` rolls back.

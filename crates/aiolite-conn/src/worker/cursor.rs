@@ -30,6 +30,9 @@ pub(super) struct Parked {
     pub(super) opened: Instant,
     /// Logged as old already.
     pub(super) warned: bool,
+    /// Its SQL and the rows it gave so far, for its close's event.
+    pub(super) sql: Box<str>,
+    pub(super) delivered: u64,
 }
 
 /// A stream's chunks double from `iter_chunk_size` rows up to this many, while
@@ -264,8 +267,11 @@ impl Worker {
                 lease: self.serving.as_ref().map(|s| s.generation),
                 opened: Instant::now(),
                 warned: false,
+                sql: sql.into(),
+                delivered: 0,
             },
         );
+        events::stream_opened(sql);
         if let Some(limit) = self.snapshot_limit {
             // An idle worker must still stop it on time.
             timer::wake_at(Instant::now() + limit, self.wake_self.clone());
@@ -309,7 +315,14 @@ impl Worker {
             parked.rows = (max * 2).min(MAX_CHUNK_ROWS).max(self.chunk_size);
         }
         let (rows, exhausted) = result?;
+        parked.delivered += rows.len() as u64;
         if exhausted {
+            events::stream_closed(
+                &parked.sql,
+                parked.delivered,
+                parked.opened.elapsed(),
+                "read to the end",
+            );
             return Ok(Chunk { rows, cursor: None });
         }
         self.cursors.insert(id, parked);

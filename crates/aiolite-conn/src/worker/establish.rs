@@ -74,6 +74,7 @@ impl Worker {
             next_parked_id: 0,
             lease: None,
             begin_failed: None,
+            queue_wait: Cell::new(Duration::ZERO),
             serving: None,
             leases: 0,
             end_lease: false,

@@ -40,12 +40,12 @@ impl Worker {
     }
 
     pub(super) fn log(&self, sql: &str, started: Instant) {
-        let elapsed = started.elapsed();
-        if elapsed >= self.slow_statement {
-            tracing::warn!(sql, ?elapsed, "slow statement");
-        } else {
-            tracing::debug!(sql, ?elapsed, "statement");
-        }
+        super::events::statement(
+            sql,
+            self.queue_wait(),
+            started.elapsed(),
+            self.slow_statement,
+        );
     }
 
     /// Prepares, binds and starts `sql`, hands the rows to `f`, then resets the

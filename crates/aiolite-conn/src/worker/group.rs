@@ -175,6 +175,8 @@ impl Worker {
         self.group.members = 0;
         let waiters = std::mem::take(&mut self.group.waiters);
         let ended = self.group.ended.take();
+        let members = waiters.len();
+        let started = std::time::Instant::now();
         let outcome = if self.conn.is_autocommit() {
             // SQLite rolled the shared transaction back inside a member:
             // every member's work is gone, and every member hears why.
@@ -191,6 +193,7 @@ impl Worker {
                 }
             }
         };
+        super::events::group_commit(members, started.elapsed(), self.slow_statement());
         if !self.in_lease() {
             // (Inside a member's lease, the lease's end frees it.)
             self.shared.free_transaction();

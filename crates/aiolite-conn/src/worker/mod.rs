@@ -50,6 +50,7 @@
 
 mod cursor;
 mod establish;
+pub(crate) mod events;
 mod execute;
 mod group;
 pub(crate) mod handle;
@@ -460,6 +461,9 @@ pub(crate) struct Worker {
     lease: Option<Lease>,
     /// Set by a `begin` request whose BEGIN failed, for the lease it starts.
     begin_failed: Option<Arc<Error>>,
+    /// How long the running request waited in the queue (see
+    /// [`Worker::started_request`]), for its statement's event.
+    queue_wait: Cell<Duration>,
     /// The lease being served.
     serving: Option<Serving>,
     leases: u64,
@@ -710,8 +714,18 @@ impl Worker {
         }
         let generation = self.serving.take().map(|s| s.generation);
         let before = self.cursors.len();
-        self.cursors
-            .retain(|_, p| p.lease.is_none() || p.lease != generation);
+        self.cursors.retain(|_, p| {
+            let keep = p.lease.is_none() || p.lease != generation;
+            if !keep {
+                events::stream_closed(
+                    &p.sql,
+                    p.delivered,
+                    p.opened.elapsed(),
+                    "its transaction ended",
+                );
+            }
+            keep
+        });
         if self.cursors.len() != before {
             tracing::debug!(
                 streams = before - self.cursors.len(),
@@ -756,6 +770,7 @@ impl Worker {
         if lease.control.is_ended() {
             return;
         }
+        let started = Instant::now();
         let mut begun = if self.group.enabled {
             self.group_begin()
         } else {
@@ -763,6 +778,17 @@ impl Worker {
                 .execute_batch(behavior.begin_sql())
                 .map_err(Error::from)
         };
+        let sql = if self.group.enabled {
+            "SAVEPOINT (a group commit member)"
+        } else {
+            behavior.begin_sql()
+        };
+        events::statement(
+            sql,
+            self.queue_wait(),
+            started.elapsed(),
+            self.slow_statement,
+        );
         if let Some(fault) = self.shared.take_fault() {
             // A user callback (the authorizer) panicked during BEGIN.
             if begun.is_ok() && !self.group.enabled {
@@ -789,7 +815,14 @@ impl Worker {
             return self.group_release().map(Some);
         }
         let shared = Arc::clone(&self.shared);
+        let started = Instant::now();
         let r = shared.guard_commit(|| self.conn.execute_batch("COMMIT"));
+        events::statement(
+            "COMMIT",
+            self.queue_wait(),
+            started.elapsed(),
+            self.slow_statement,
+        );
         if r.is_err() {
             self.rollback_if_open("the commit failed");
         }
@@ -808,7 +841,30 @@ impl Worker {
             self.group_rollback_member();
             return Ok(());
         }
-        self.rollback()
+        let started = Instant::now();
+        let r = self.rollback();
+        events::statement(
+            "ROLLBACK",
+            self.queue_wait(),
+            started.elapsed(),
+            self.slow_statement,
+        );
+        r
+    }
+
+    /// A request starts: it was queued at `queued_at`.
+    pub(crate) fn started_request(&self, queued_at: Instant) {
+        self.queue_wait.set(queued_at.elapsed());
+    }
+
+    /// `ConnectOptions::log_slow_statements`.
+    pub(crate) fn slow_statement(&self) -> Duration {
+        self.slow_statement
+    }
+
+    /// How long the running request waited in the queue.
+    pub(crate) fn queue_wait(&self) -> Duration {
+        self.queue_wait.get()
     }
 
     /// Whether the worker is serving a transaction's lease.
@@ -953,7 +1009,14 @@ impl Worker {
             for work in std::mem::take(&mut *lock(&self.shared.deferred)) {
                 match work {
                     Deferred::CloseCursor(id) => {
-                        self.cursors.remove(&id);
+                        if let Some(p) = self.cursors.remove(&id) {
+                            events::stream_closed(
+                                &p.sql,
+                                p.delivered,
+                                p.opened.elapsed(),
+                                "dropped",
+                            );
+                        }
                         self.expired.remove(&id);
                     }
                     Deferred::RollbackTo(name) => {

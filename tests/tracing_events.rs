@@ -1,0 +1,203 @@
+//! What aiolite tells `tracing`: each statement with its queue wait and its
+//! execution apart (a slow-statement warning counts both), BEGIN, COMMIT and
+//! ROLLBACK with their durations, a group commit with its members, and
+//! streams from open to close, under OpenTelemetry's database field names.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aiolite::{ConnectOptions, Database};
+use futures_util::StreamExt;
+use tracing::Instrument;
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn lines(&self) -> Vec<String> {
+        let bytes = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        String::from_utf8(bytes)
+            .expect("utf-8")
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The one line that holds every needle.
+    fn line(&self, needles: &[&str]) -> String {
+        let lines = self.lines();
+        let found: Vec<&String> = lines
+            .iter()
+            .filter(|l| needles.iter().all(|n| l.contains(n)))
+            .collect();
+        assert!(
+            !found.is_empty(),
+            "no line with {needles:?} in:\n{}",
+            lines.join("\n")
+        );
+        found[0].clone()
+    }
+}
+
+/// The number after `key=` in a line.
+fn field(line: &str, key: &str) -> u64 {
+    let at = line
+        .find(&format!("{key}="))
+        .unwrap_or_else(|| panic!("no {key} in {line}"));
+    line[at + key.len() + 1..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap_or_else(|_| panic!("{key} is not a number in {line}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_transactions_and_streams_are_traced() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    // Global: the events are emitted on the worker threads.
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .init();
+
+    // 1. The wait for the connection counts toward a slow statement.
+    let conn = ConnectOptions::in_memory()
+        .log_slow_statements(Duration::from_millis(20))
+        .open()
+        .await
+        .expect("open");
+    conn.execute_script("CREATE TABLE t(x)")
+        .await
+        .expect("schema");
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let (started_tx, started) = tokio::sync::oneshot::channel::<()>();
+    let hold = {
+        let conn = conn.clone();
+        tokio::spawn(async move {
+            conn.call(move |_| {
+                let _ = started_tx.send(());
+                let _ = held.recv();
+                Ok::<_, aiolite::Error>(())
+            })
+            .await
+        })
+    };
+    started.await.expect("held");
+    let waiting = {
+        let conn = conn.clone();
+        tokio::spawn(
+            async move { conn.execute("INSERT INTO t VALUES (1)", ()).await }
+                .instrument(tracing::info_span!("handler", request_id = 42)),
+        )
+    };
+    while conn.queued_requests() < 1 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    drop(release);
+    hold.await.expect("join").expect("hold");
+    waiting.await.expect("join").expect("insert");
+    let slow = captured.line(&["INSERT INTO t VALUES (1)"]);
+    assert!(
+        slow.contains("WARN") && slow.contains("slow statement"),
+        "{slow}"
+    );
+    assert!(
+        slow.contains("handler{request_id=42}"),
+        "in the caller's span: {slow}"
+    );
+    assert!(slow.contains(r#"db.system="sqlite""#), "{slow}");
+    assert!(slow.contains(r#"db.operation.name="INSERT""#), "{slow}");
+    assert!(field(&slow, "queue_wait_us") >= 40_000, "{slow}");
+    assert!(field(&slow, "exec_us") < 20_000, "{slow}");
+
+    // 2. A guard's BEGIN and COMMIT, a rollback, and the closure's COMMIT.
+    let tx = conn.begin().await.expect("begin");
+    tx.execute("INSERT INTO t VALUES (2)", ())
+        .await
+        .expect("insert");
+    tx.commit()
+        .instrument(tracing::info_span!("committing"))
+        .await
+        .expect("commit");
+    let begin = captured.line(&[r#"db.operation.name="BEGIN""#, "DEFERRED"]);
+    assert!(begin.contains("exec_us="), "{begin}");
+    let commit = captured.line(&["committing", r#"db.operation.name="COMMIT""#]);
+    assert!(
+        commit.contains("exec_us=") && commit.contains("queue_wait_us="),
+        "{commit}"
+    );
+    let tx = conn.begin().await.expect("begin");
+    tx.execute("INSERT INTO t VALUES (3)", ())
+        .await
+        .expect("insert");
+    tx.rollback().await.expect("rollback");
+    captured.line(&[r#"db.operation.name="ROLLBACK""#, "exec_us="]);
+    conn.transaction(|tx| {
+        tx.execute("INSERT INTO t VALUES (4)", [])?;
+        Ok::<_, aiolite::Error>(())
+    })
+    .instrument(tracing::info_span!("closure_form"))
+    .await
+    .expect("closure");
+    captured.line(&["closure_form", r#"db.operation.name="COMMIT""#]);
+
+    // 3. Streams: opened, read to the end with their row count; dropped.
+    conn.execute_script("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300) INSERT INTO t SELECT i FROM n")
+        .await
+        .expect("rows");
+    let mut all = conn.stream("SELECT x FROM t WHERE x > 0", ());
+    let mut n = 0;
+    while let Some(row) = all.next().await {
+        row.expect("row");
+        n += 1;
+    }
+    captured.line(&["stream opened", "SELECT x FROM t WHERE x > 0"]);
+    let closed = captured.line(&["stream closed", "SELECT x FROM t WHERE x > 0"]);
+    assert_eq!(field(&closed, "rows"), n, "{closed}");
+    assert!(closed.contains("read to the end"), "{closed}");
+    let mut partial = conn.stream("SELECT x FROM t WHERE x >= 0", ());
+    partial.next().await.expect("a row").expect("row");
+    drop(partial);
+    // The drop is the worker's work at its next turn.
+    conn.execute("SELECT 1", ()).await.expect("next turn");
+    let dropped = captured.line(&["stream closed", "SELECT x FROM t WHERE x >= 0"]);
+    assert!(dropped.contains(r#"why="dropped""#), "{dropped}");
+    conn.close().await.expect("close");
+
+    // 4. A group commit names its members.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Database::builder(dir.path().join("g.db"))
+        .group_commit(true)
+        .open()
+        .await
+        .expect("pool");
+    db.execute("CREATE TABLE g(x)", ()).await.expect("schema");
+    db.execute("INSERT INTO g VALUES (1)", ())
+        .await
+        .expect("grouped");
+    let group = captured.line(&["group commit", "members="]);
+    assert!(field(&group, "members") >= 1, "{group}");
+    db.close().await.expect("close");
+}
