@@ -3,10 +3,11 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 
 pub use aiolite_conn::{
-    functions, hooks, named_params, Backup, BackupProgress, Blob, Column, ConnectOptions,
-    Connection, Database, DatabaseBuilder, Dump, Error, ErrorCode, ErrorKind, Handle, IntoSql,
-    JournalMode, Limit, NamedParams, Params, Resources, Result, Row, RowDecoder, RowIndex,
-    RowStream, Savepoint, Synchronous, Transaction, TransactionBehavior, Value,
+    functions, hooks, named_params, Backup, BackupProgress, Blob, Bucket, Column, ConnectOptions,
+    Connection, ConnectionMetrics, Database, DatabaseBuilder, DatabaseMetrics, Dump, Error,
+    ErrorCode, ErrorKind, Handle, Histogram, IntoSql, JournalMode, Limit, NamedParams, Params,
+    Resources, Result, Row, RowDecoder, RowIndex, RowStream, Savepoint, Synchronous, Transaction,
+    TransactionBehavior, Value,
 };
 
 /// Schema migrations: sets, reports, errors. Build a set with

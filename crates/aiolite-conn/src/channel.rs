@@ -318,7 +318,9 @@ impl Channel {
         let queued_at = std::time::Instant::now();
         let job: Job = Box::new(move |w: &mut Worker| {
             if tx.is_closed() {
-                return; // cancelled before it started
+                // Cancelled before it started.
+                crate::metrics::bump(&w.shared.stats.cancelled, 1);
+                return;
             }
             w.started_request(queued_at);
             if let Err(refused) = w.admit(kind) {
@@ -352,6 +354,9 @@ impl Channel {
                 // A guard's transaction ended inside this request, and not
                 // by the guard's own commit or rollback.
                 w.guarded_transaction_ended(&mut result);
+            }
+            if matches!(&result, Err(e) if e.is_busy()) {
+                crate::metrics::bump(&w.shared.stats.busy_errors, 1);
             }
             drop(in_flight);
             if tx.send(result).is_err() && was_autocommit {

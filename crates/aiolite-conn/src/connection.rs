@@ -147,6 +147,30 @@ impl Connection {
         }
     }
 
+    /// What this connection has done since it opened (requests, their queue
+    /// wait and execution, cancellations, leases, read batches, ...) and
+    /// holds now: a plain snapshot, serializable with serde, for a
+    /// service's metrics or health endpoint. Cheap: atomics the worker
+    /// bumps as it goes.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> aiolite_conn::Result<()> {
+    /// let conn = aiolite_conn::Connection::open_in_memory().await?;
+    /// conn.execute("CREATE TABLE t(x)", ()).await?;
+    /// let m = conn.metrics();
+    /// assert!(m.requests >= 1);
+    /// println!("p99 wait {:?} us", m.queue_wait.quantile_us(0.99));
+    /// # Ok(()) }
+    /// ```
+    pub fn metrics(&self) -> crate::ConnectionMetrics {
+        crate::ConnectionMetrics::new(
+            &self.channel().shared.stats,
+            self.queued_requests(),
+            &self.resources(),
+        )
+    }
+
     /// Requests waiting in this connection's queue (not counting the one
     /// running).
     pub fn queued_requests(&self) -> usize {

@@ -24,6 +24,7 @@ pub mod hooks;
 mod limits;
 #[cfg(feature = "load_extension")]
 mod load_extension;
+mod metrics;
 pub mod migrate;
 mod options;
 mod params;
@@ -44,6 +45,7 @@ pub use blob::Blob;
 pub use connection::{Connection, Resources};
 pub use dump::Dump;
 pub use error::{Error, ErrorCode, ErrorKind, Result};
+pub use metrics::{Bucket, ConnectionMetrics, DatabaseMetrics, Histogram};
 pub use options::{ConnectOptions, JournalMode, Synchronous, TransactionBehavior};
 pub use params::{NamedParams, Params};
 pub use pool::{Database, DatabaseBuilder};

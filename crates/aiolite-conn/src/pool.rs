@@ -376,6 +376,25 @@ impl Database {
         &self.inner.writer
     }
 
+    /// The pool's metrics: the writer's and each reader's (see
+    /// [`Connection::metrics`]), and the WAL file's size.
+    pub fn metrics(&self) -> crate::DatabaseMetrics {
+        let path = self.inner.writer.path();
+        let wal_bytes = (path != std::path::Path::new(":memory:"))
+            .then(|| {
+                let mut wal = path.as_os_str().to_owned();
+                wal.push("-wal");
+                std::fs::metadata(wal).ok()
+            })
+            .flatten()
+            .map(|m| m.len());
+        crate::DatabaseMetrics {
+            writer: self.inner.writer.metrics(),
+            readers: self.inner.readers.iter().map(Connection::metrics).collect(),
+            wal_bytes,
+        }
+    }
+
     /// The reader connections (none for `:memory:` or `readers(0)`), for
     /// health checks and metrics; statements pick one with
     /// [`reader`](Database::reader).

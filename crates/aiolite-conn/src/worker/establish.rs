@@ -75,6 +75,7 @@ impl Worker {
             lease: None,
             begin_failed: None,
             queue_wait: Cell::new(Duration::ZERO),
+            request_started: Cell::new(None),
             serving: None,
             leases: 0,
             end_lease: false,

@@ -224,6 +224,8 @@ pub(crate) struct Shared {
     /// A group-commit writer: single writes through `execute` join groups
     /// too (`Channel::execute`).
     pub(crate) groups_writes: AtomicBool,
+    /// What the worker has done (see `metrics`).
+    pub(crate) stats: crate::metrics::Stats,
     /// When the oldest parked statement took its snapshot, in milliseconds
     /// since [`process_epoch`] plus one (0: none), for `Resources`.
     pub(crate) oldest_snapshot: AtomicU64,
@@ -295,6 +297,16 @@ impl Shared {
         (self.cancel_pending.load(Ordering::Acquire)
             && lock(&self.cancelled).contains(&self.running.load(Ordering::Relaxed)))
             || self.fault_pending()
+    }
+
+    /// The progress handler's answer: stop the running statement (its caller
+    /// went away, or a callback panicked), counted when it is a cancellation.
+    pub(crate) fn interrupt_now(&self) -> bool {
+        let stop = self.should_interrupt();
+        if stop && self.caller_gone() {
+            crate::metrics::bump(&self.stats.interrupted, 1);
+        }
+        stop
     }
 
     /// Whether the caller of the running request went away.
@@ -464,6 +476,8 @@ pub(crate) struct Worker {
     /// How long the running request waited in the queue (see
     /// [`Worker::started_request`]), for its statement's event.
     queue_wait: Cell<Duration>,
+    /// When the running request started, for its execution time.
+    request_started: Cell<Option<Instant>>,
     /// The lease being served.
     serving: Option<Serving>,
     leases: u64,
@@ -643,6 +657,8 @@ impl Worker {
     /// [`Error::TransactionEnded`].
     fn serve_lease(&mut self, mut lease: Lease) {
         self.leases += 1;
+        let held_since = Instant::now();
+        crate::metrics::bump(&self.shared.stats.leases, 1);
         let begin_failed = self.begin_failed.take();
         // A transaction open after a failed BEGIN is not the guard's (one
         // from `execute("BEGIN")`): the guard neither owns nor ends it.
@@ -662,6 +678,7 @@ impl Worker {
         // callers learn that the transaction ended.
         drop(lease);
         self.holding_handle(|w| w.end_of_lease(dropped && began));
+        self.shared.stats.lease_hold.record(held_since.elapsed());
         self.shared.leased.store(false, Ordering::Release);
     }
 
@@ -854,7 +871,13 @@ impl Worker {
 
     /// A request starts: it was queued at `queued_at`.
     pub(crate) fn started_request(&self, queued_at: Instant) {
-        self.queue_wait.set(queued_at.elapsed());
+        let now = Instant::now();
+        let wait = now.saturating_duration_since(queued_at);
+        self.queue_wait.set(wait);
+        self.request_started.set(Some(now));
+        let stats = &self.shared.stats;
+        crate::metrics::bump(&stats.requests, 1);
+        stats.queue_wait.record(wait);
     }
 
     /// `ConnectOptions::log_slow_statements`.
@@ -995,6 +1018,9 @@ impl Worker {
             let _entered = span.enter();
             w.shared.running.store(id, Ordering::Relaxed);
             job(w);
+            if let Some(started) = w.request_started.take() {
+                w.shared.stats.exec.record(started.elapsed());
+            }
             w.publish_resources();
         });
         if self.shared.cancel_pending.swap(false, Ordering::AcqRel) {

@@ -43,6 +43,7 @@ impl Worker {
         }
         self.read_batch.set(true);
         self.run(id, span, job);
+        let mut answered = 1;
         let mut next = None;
         for _ in 0..queued {
             if !self.read_batch.get() || self.lease.is_some() {
@@ -54,7 +55,10 @@ impl Worker {
                     span,
                     job,
                     kind: Kind::Read,
-                }) => self.run(id, span, job),
+                }) => {
+                    self.run(id, span, job);
+                    answered += 1;
+                }
                 Ok(other) => {
                     next = Some(other);
                     break;
@@ -63,6 +67,9 @@ impl Worker {
             }
         }
         self.holding_handle(|w| w.end_read_batch());
+        let stats = &self.shared.stats;
+        crate::metrics::bump(&stats.read_batches, 1);
+        crate::metrics::bump(&stats.read_batch_requests, answered);
         next
     }
 

@@ -102,7 +102,7 @@ pub(crate) fn install_progress_handler(
 ) -> rusqlite::Result<()> {
     let probe = Arc::clone(shared);
     match user {
-        None => conn.progress_handler(CANCEL_CHECK_OPS, Some(move || probe.should_interrupt())),
+        None => conn.progress_handler(CANCEL_CHECK_OPS, Some(move || probe.interrupt_now())),
         Some((n, mut f)) => {
             let tick = gcd(n, CANCEL_CHECK_OPS);
             let every = n / tick;
@@ -110,7 +110,7 @@ pub(crate) fn install_progress_handler(
             conn.progress_handler(
                 tick,
                 Some(move || {
-                    if probe.should_interrupt() {
+                    if probe.interrupt_now() {
                         return true;
                     }
                     count += 1;

@@ -1,0 +1,241 @@
+//! What a connection and a pool have done since they opened, as a plain
+//! snapshot ([`Connection::metrics`], [`Database::metrics`]) that serializes
+//! with serde: requests, their wait in the queue and their execution
+//! (histograms), cancellations and interrupts, `SQLITE_BUSY` errors,
+//! transaction leases and how long they held the connection, read batches,
+//! group commits, what is held open right now, and the WAL's size.
+//!
+//! The counters are atomics the worker bumps as it goes (relaxed: each one
+//! is exact, a snapshot is not one instant across all of them).
+//!
+//! [`Connection::metrics`]: crate::Connection::metrics
+//! [`Database::metrics`]: crate::Database::metrics
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// Buckets of a [`Histogram`]: 1 us, 2 us, 4 us, ... 2^31 us (about 36
+/// minutes), and above.
+const BUCKETS: usize = 33;
+
+/// Durations in power-of-two microsecond buckets.
+#[derive(Debug)]
+pub(crate) struct Histo {
+    counts: [AtomicU64; BUCKETS],
+    sum_us: AtomicU64,
+}
+
+impl Default for Histo {
+    fn default() -> Histo {
+        Histo {
+            counts: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_us: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Histo {
+    pub(crate) fn record(&self, d: Duration) {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        // Bucket i holds durations up to 2^i us.
+        let i = if us <= 1 {
+            0
+        } else {
+            (64 - (us - 1).leading_zeros() as usize).min(BUCKETS - 1)
+        };
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> Histogram {
+        let mut buckets = Vec::new();
+        let mut cumulative = 0;
+        let counts: Vec<u64> = self
+            .counts
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect();
+        let last = counts.iter().rposition(|&c| c > 0).map_or(0, |i| i + 1);
+        for (i, c) in counts.iter().enumerate().take(last) {
+            cumulative += c;
+            buckets.push(Bucket {
+                le_us: if i == BUCKETS - 1 { u64::MAX } else { 1 << i },
+                count: cumulative,
+            });
+        }
+        Histogram {
+            count: cumulative,
+            sum_us: self.sum_us.load(Ordering::Relaxed),
+            buckets,
+        }
+    }
+}
+
+/// A connection's counters, bumped by its worker.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    pub(crate) requests: AtomicU64,
+    pub(crate) queue_wait: Histo,
+    pub(crate) exec: Histo,
+    pub(crate) cancelled: AtomicU64,
+    pub(crate) interrupted: AtomicU64,
+    pub(crate) busy_errors: AtomicU64,
+    pub(crate) leases: AtomicU64,
+    pub(crate) lease_hold: Histo,
+    pub(crate) read_batches: AtomicU64,
+    pub(crate) read_batch_requests: AtomicU64,
+    pub(crate) group_commits: AtomicU64,
+    pub(crate) group_members: AtomicU64,
+}
+
+/// Bumps a counter.
+pub(crate) fn bump(counter: &AtomicU64, by: u64) {
+    counter.fetch_add(by, Ordering::Relaxed);
+}
+
+/// Durations, as Prometheus histograms have them: cumulative buckets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Histogram {
+    /// How many were recorded.
+    pub count: u64,
+    /// Their sum, in microseconds.
+    pub sum_us: u64,
+    /// `count` of those that took at most `le_us` microseconds, for
+    /// `le_us` = 1, 2, 4, ... up to the largest recorded (the last bucket's
+    /// bound is `u64::MAX`: everything).
+    pub buckets: Vec<Bucket>,
+}
+
+impl Histogram {
+    /// The smallest bucket bound (microseconds) under which at least the
+    /// fraction `q` of the recorded durations lie; `None` when empty.
+    pub fn quantile_us(&self, q: f64) -> Option<u64> {
+        if self.count == 0 {
+            return None;
+        }
+        let want = (q.clamp(0.0, 1.0) * self.count as f64).ceil() as u64;
+        self.buckets
+            .iter()
+            .find(|b| b.count >= want.max(1))
+            .map(|b| b.le_us)
+    }
+}
+
+/// One bucket of a [`Histogram`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Bucket {
+    /// The bucket's upper bound, in microseconds.
+    pub le_us: u64,
+    /// Durations at most `le_us` (cumulative).
+    pub count: u64,
+}
+
+/// What one connection has done since it opened, and holds right now.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConnectionMetrics {
+    /// Requests waiting in the queue now (not counting the one running).
+    pub queued_requests: usize,
+    /// Requests the worker started.
+    pub requests: u64,
+    /// How long requests waited in the queue before the worker took them.
+    pub queue_wait: Histogram,
+    /// How long requests ran on the worker.
+    pub exec: Histogram,
+    /// Requests skipped because their caller went away before they started.
+    pub cancelled: u64,
+    /// Running statements stopped because their caller went away.
+    pub interrupted: u64,
+    /// Requests that failed with `SQLITE_BUSY` or `SQLITE_LOCKED` (another
+    /// connection held a lock past the busy timeout).
+    pub busy_errors: u64,
+    /// Transaction guards (`begin()`) that leased the connection.
+    pub leases: u64,
+    /// How long each lease held the connection, from its BEGIN to its end.
+    pub lease_hold: Histogram,
+    /// Read transactions shared by point reads queued together.
+    pub read_batches: u64,
+    /// Requests answered inside those.
+    pub read_batch_requests: u64,
+    /// Group commits (a pool's writer with `group_commit(true)`).
+    pub group_commits: u64,
+    /// Transactions and writes those made durable.
+    pub group_members: u64,
+    /// Statements parked by open streams now.
+    pub parked_statements: usize,
+    /// Open blob handles now.
+    pub open_blobs: usize,
+    /// The age of the oldest read snapshot a stream keeps, in seconds.
+    pub oldest_snapshot_secs: Option<f64>,
+}
+
+impl ConnectionMetrics {
+    pub(crate) fn new(
+        stats: &Stats,
+        queued_requests: usize,
+        resources: &crate::Resources,
+    ) -> ConnectionMetrics {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        ConnectionMetrics {
+            queued_requests,
+            requests: load(&stats.requests),
+            queue_wait: stats.queue_wait.snapshot(),
+            exec: stats.exec.snapshot(),
+            cancelled: load(&stats.cancelled),
+            interrupted: load(&stats.interrupted),
+            busy_errors: load(&stats.busy_errors),
+            leases: load(&stats.leases),
+            lease_hold: stats.lease_hold.snapshot(),
+            read_batches: load(&stats.read_batches),
+            read_batch_requests: load(&stats.read_batch_requests),
+            group_commits: load(&stats.group_commits),
+            group_members: load(&stats.group_members),
+            parked_statements: resources.parked_statements,
+            open_blobs: resources.open_blobs,
+            oldest_snapshot_secs: resources.oldest_snapshot.map(|d| d.as_secs_f64()),
+        }
+    }
+}
+
+/// What a pool has done: its writer's and each reader's metrics, and the
+/// size of the WAL file.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DatabaseMetrics {
+    /// The writer's.
+    pub writer: ConnectionMetrics,
+    /// Each reader's, in order.
+    pub readers: Vec<ConnectionMetrics>,
+    /// The `-wal` file's size in bytes; `None` in memory or when it does not
+    /// exist (no write since the last connection closed).
+    pub wal_bytes: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_hold_what_they_say() {
+        let h = Histo::default();
+        for us in [0, 1, 2, 3, 4, 5, 1000, 1024, 1025] {
+            h.record(Duration::from_micros(us));
+        }
+        let s = h.snapshot();
+        assert_eq!(s.count, 9);
+        assert_eq!(s.sum_us, 3064);
+        let at = |le: u64| s.buckets.iter().find(|b| b.le_us == le).map(|b| b.count);
+        assert_eq!(at(1), Some(2)); // 0 and 1
+        assert_eq!(at(2), Some(3));
+        assert_eq!(at(4), Some(5)); // 3 and 4
+        assert_eq!(at(8), Some(6));
+        assert_eq!(at(1024), Some(8)); // 1000 and 1024
+        assert_eq!(at(2048), Some(9));
+        assert_eq!(s.buckets.last().map(|b| b.count), Some(9));
+        assert_eq!(s.quantile_us(0.5), Some(4));
+        assert_eq!(s.quantile_us(1.0), Some(2048));
+        assert_eq!(Histo::default().snapshot().quantile_us(0.5), None);
+        h.record(Duration::from_secs(100_000));
+        assert_eq!(h.snapshot().buckets.last().map(|b| b.le_us), Some(u64::MAX));
+    }
+}

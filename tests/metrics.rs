@@ -1,0 +1,205 @@
+//! `Connection::metrics` and `Database::metrics`: each counter counts what it
+//! says, driven deterministically (a worker held on a channel while requests
+//! queue behind it), and the snapshot serializes.
+
+use std::time::Duration;
+
+use aiolite::{ConnectOptions, Connection, Database, Error, TransactionBehavior};
+use futures_util::StreamExt;
+
+/// Keeps `conn`'s worker inside a request until the sender is dropped.
+async fn hold(conn: &Connection) -> (std::sync::mpsc::Sender<()>, tokio::task::JoinHandle<()>) {
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let (started_tx, started) = tokio::sync::oneshot::channel::<()>();
+    let c = conn.clone();
+    let task = tokio::spawn(async move {
+        c.call(move |_| {
+            let _ = started_tx.send(());
+            let _ = held.recv();
+            Ok::<_, Error>(())
+        })
+        .await
+        .expect("hold");
+    });
+    started.await.expect("the worker took the request");
+    (release, task)
+}
+
+async fn queued(conn: &Connection, n: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while conn.queued_requests() < n {
+        assert!(std::time::Instant::now() < deadline, "never queued");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_counts_requests_waits_cancellations_and_leases() {
+    let conn = Connection::open_in_memory().await.expect("open");
+    conn.execute_script("CREATE TABLE t(x)")
+        .await
+        .expect("schema");
+    let before = conn.metrics();
+
+    // A request that waits 40 ms behind a held worker, one whose caller
+    // leaves while it waits, and the held request that ran 40 ms.
+    let (release, held) = hold(&conn).await;
+    let waiting = {
+        let conn = conn.clone();
+        tokio::spawn(async move { conn.execute("INSERT INTO t VALUES (1)", ()).await })
+    };
+    queued(&conn, 1).await;
+    let gone = {
+        let conn = conn.clone();
+        tokio::spawn(async move { conn.execute("INSERT INTO t VALUES (2)", ()).await })
+    };
+    queued(&conn, 2).await;
+    assert_eq!(conn.metrics().queued_requests, 2);
+    gone.abort();
+    let _ = gone.await;
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    drop(release);
+    held.await.expect("held");
+    waiting.await.expect("join").expect("insert");
+    let m = conn.metrics();
+    assert_eq!(m.cancelled - before.cancelled, 1, "{m:?}");
+    assert_eq!(
+        m.requests - before.requests,
+        2,
+        "the held one and the waiting one"
+    );
+    // At least one wait above 32 ms (the insert's), and one execution above
+    // 32 ms (the held call's).
+    let above = |h: &aiolite::Histogram, us: u64| {
+        h.count
+            - h.buckets
+                .iter()
+                .find(|b| b.le_us >= us)
+                .map_or(h.count, |b| b.count)
+    };
+    assert!(above(&m.queue_wait, 32_768) >= 1, "{:?}", m.queue_wait);
+    assert!(above(&m.exec, 32_768) >= 1, "{:?}", m.exec);
+    assert!(m.queue_wait.sum_us >= 40_000);
+
+    // A statement stopped because its caller left while it ran.
+    let runaway = conn.fetch_one(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT count(*) FROM n",
+        (),
+    );
+    let _ = tokio::time::timeout(Duration::from_millis(50), runaway).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while conn.metrics().interrupted == before.interrupted {
+        assert!(std::time::Instant::now() < deadline, "never interrupted");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    // Leases and how long they held the connection.
+    for _ in 0..3 {
+        let tx = conn.begin().await.expect("begin");
+        tx.execute("INSERT INTO t VALUES (3)", ())
+            .await
+            .expect("insert");
+        tx.commit().await.expect("commit");
+    }
+    let m = conn.metrics();
+    assert_eq!(m.leases - before.leases, 3);
+    assert_eq!(m.lease_hold.count - before.lease_hold.count, 3);
+
+    // What is held now.
+    let mut stream = conn.stream("SELECT x FROM t", ());
+    stream.next().await.expect("a row").expect("row");
+    // (Parked once the first chunk came back; a long result stays parked.)
+    conn.execute_script("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000) INSERT INTO t SELECT i FROM n")
+        .await
+        .expect("rows");
+    let mut long = conn.stream("SELECT x FROM t", ());
+    long.next().await.expect("a row").expect("row");
+    let m = conn.metrics();
+    assert!(m.parked_statements >= 1, "{m:?}");
+    assert!(m.oldest_snapshot_secs.is_some(), "{m:?}");
+    drop((stream, long));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_errors_read_batches_and_group_commits_are_counted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("m.db");
+
+    // SQLITE_BUSY past the busy timeout.
+    let holder = Connection::open(&path).await.expect("holder");
+    holder
+        .execute_script("CREATE TABLE t(x)")
+        .await
+        .expect("schema");
+    let other = ConnectOptions::new(&path)
+        .busy_timeout(Duration::from_millis(10))
+        .open()
+        .await
+        .expect("other");
+    let tx = holder
+        .begin_with(TransactionBehavior::Immediate)
+        .await
+        .expect("lock");
+    tx.execute("INSERT INTO t VALUES (1)", ())
+        .await
+        .expect("write");
+    let e = other
+        .execute("INSERT INTO t VALUES (2)", ())
+        .await
+        .expect_err("busy");
+    assert!(e.is_busy(), "{e}");
+    assert_eq!(other.metrics().busy_errors, 1);
+    tx.commit().await.expect("commit");
+
+    // Point reads queued together share one read transaction.
+    let (release, held) = hold(&other).await;
+    let reads: Vec<_> = (0..5)
+        .map(|_| {
+            let other = other.clone();
+            tokio::spawn(async move { other.fetch_one("SELECT count(*) FROM t", ()).await })
+        })
+        .collect();
+    queued(&other, 5).await;
+    drop(release);
+    held.await.expect("held");
+    for r in reads {
+        r.await.expect("join").expect("read");
+    }
+    let m = other.metrics();
+    assert!(m.read_batches >= 1, "{m:?}");
+    assert!(m.read_batch_requests >= 2, "{m:?}");
+    drop((holder, other));
+
+    // A group commit and its members.
+    let db = Database::builder(&path)
+        .readers(2)
+        .group_commit(true)
+        .open()
+        .await
+        .expect("pool");
+    let (release, held) = hold(db.writer()).await;
+    let writes: Vec<_> = (0..4)
+        .map(|i| {
+            let db = db.clone();
+            tokio::spawn(async move { db.execute("INSERT INTO t VALUES (?)", (i,)).await })
+        })
+        .collect();
+    queued(db.writer(), 4).await;
+    drop(release);
+    held.await.expect("held");
+    for w in writes {
+        w.await.expect("join").expect("write");
+    }
+    let m = db.metrics();
+    assert_eq!(m.writer.group_commits, 1, "{:?}", m.writer);
+    assert_eq!(m.writer.group_members, 4);
+    assert_eq!(m.readers.len(), 2);
+    assert!(m.wal_bytes.is_some_and(|n| n > 0), "{:?}", m.wal_bytes);
+
+    // The snapshot is plain data: it serializes.
+    let json = serde_json::to_value(&m).expect("serialize");
+    assert_eq!(json["writer"]["group_members"], 4);
+    assert!(json["writer"]["queue_wait"]["buckets"].is_array());
+    assert_eq!(json["readers"].as_array().map(Vec::len), Some(2));
+    db.close().await.expect("close");
+}
