@@ -164,10 +164,11 @@ impl Connection {
     /// # Ok(()) }
     /// ```
     pub fn metrics(&self) -> crate::ConnectionMetrics {
+        let held = self.resources();
         crate::ConnectionMetrics::new(
             &self.channel().shared.stats,
             self.queued_requests(),
-            &self.resources(),
+            (held.parked_statements, held.open_blobs, held.oldest_snapshot),
         )
     }
 

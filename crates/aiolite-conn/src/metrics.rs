@@ -171,11 +171,15 @@ pub struct ConnectionMetrics {
 }
 
 impl ConnectionMetrics {
+    /// `held`: parked statements, open blobs and the oldest snapshot's age,
+    /// as `Connection::resources` reads them (passed in, so that this file
+    /// depends on nothing: the worker bumps its counters).
     pub(crate) fn new(
         stats: &Stats,
         queued_requests: usize,
-        resources: &crate::Resources,
+        held: (usize, usize, Option<Duration>),
     ) -> ConnectionMetrics {
+        let (parked_statements, open_blobs, oldest_snapshot) = held;
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         ConnectionMetrics {
             queued_requests,
@@ -191,9 +195,9 @@ impl ConnectionMetrics {
             read_batch_requests: load(&stats.read_batch_requests),
             group_commits: load(&stats.group_commits),
             group_members: load(&stats.group_members),
-            parked_statements: resources.parked_statements,
-            open_blobs: resources.open_blobs,
-            oldest_snapshot_secs: resources.oldest_snapshot.map(|d| d.as_secs_f64()),
+            parked_statements,
+            open_blobs,
+            oldest_snapshot_secs: oldest_snapshot.map(|d| d.as_secs_f64()),
         }
     }
 }
