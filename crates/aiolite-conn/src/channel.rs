@@ -319,7 +319,7 @@ impl Channel {
         let job: Job = Box::new(move |w: &mut Worker| {
             if tx.is_closed() {
                 // Cancelled before it started.
-                crate::metrics::bump(&w.shared.stats.cancelled, 1);
+                w.shared.stats.cancelled();
                 return;
             }
             w.started_request(queued_at);
@@ -356,7 +356,7 @@ impl Channel {
                 w.guarded_transaction_ended(&mut result);
             }
             if matches!(&result, Err(e) if e.is_busy()) {
-                crate::metrics::bump(&w.shared.stats.busy_errors, 1);
+                w.shared.stats.busy_error();
             }
             drop(in_flight);
             if tx.send(result).is_err() && was_autocommit {

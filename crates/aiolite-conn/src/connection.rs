@@ -168,7 +168,11 @@ impl Connection {
         crate::ConnectionMetrics::new(
             &self.channel().shared.stats,
             self.queued_requests(),
-            (held.parked_statements, held.open_blobs, held.oldest_snapshot),
+            (
+                held.parked_statements,
+                held.open_blobs,
+                held.oldest_snapshot,
+            ),
         )
     }
 

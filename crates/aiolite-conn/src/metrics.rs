@@ -73,26 +73,178 @@ impl Histo {
     }
 }
 
-/// A connection's counters, bumped by its worker.
+/// A connection's counters, bumped by its worker through the methods
+/// below, which also feed the `metrics` facade (feature `metrics`).
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
-    pub(crate) requests: AtomicU64,
-    pub(crate) queue_wait: Histo,
-    pub(crate) exec: Histo,
-    pub(crate) cancelled: AtomicU64,
-    pub(crate) interrupted: AtomicU64,
-    pub(crate) busy_errors: AtomicU64,
-    pub(crate) leases: AtomicU64,
-    pub(crate) lease_hold: Histo,
-    pub(crate) read_batches: AtomicU64,
-    pub(crate) read_batch_requests: AtomicU64,
-    pub(crate) group_commits: AtomicU64,
-    pub(crate) group_members: AtomicU64,
+    requests: AtomicU64,
+    queue_wait: Histo,
+    exec: Histo,
+    cancelled: AtomicU64,
+    interrupted: AtomicU64,
+    busy_errors: AtomicU64,
+    leases: AtomicU64,
+    lease_hold: Histo,
+    read_batches: AtomicU64,
+    read_batch_requests: AtomicU64,
+    group_commits: AtomicU64,
+    group_members: AtomicU64,
+    #[cfg(feature = "metrics")]
+    facade: std::sync::OnceLock<facade::Facade>,
 }
 
-/// Bumps a counter.
-pub(crate) fn bump(counter: &AtomicU64, by: u64) {
+fn bump(counter: &AtomicU64, by: u64) {
     counter.fetch_add(by, Ordering::Relaxed);
+}
+
+impl Stats {
+    /// The connection's labels for the facade (`db`: its path, `role`),
+    /// registered once as it opens; without the feature, nothing.
+    pub(crate) fn label(&self, db: &str, role: &'static str) {
+        #[cfg(feature = "metrics")]
+        {
+            let _ = self.facade.set(facade::Facade::new(db, role));
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = (db, role);
+    }
+
+    /// A request started after waiting `wait` in the queue.
+    pub(crate) fn request_started(&self, wait: Duration) {
+        bump(&self.requests, 1);
+        self.queue_wait.record(wait);
+        #[cfg(feature = "metrics")]
+        if let Some(f) = self.facade.get() {
+            f.requests.increment(1);
+            f.queue_wait.record(wait.as_secs_f64());
+        }
+    }
+
+    /// A request ran for `exec`.
+    pub(crate) fn request_ran(&self, exec: Duration) {
+        self.exec.record(exec);
+        #[cfg(feature = "metrics")]
+        if let Some(f) = self.facade.get() {
+            f.exec.record(exec.as_secs_f64());
+        }
+    }
+
+    /// A request skipped: its caller left before it started.
+    pub(crate) fn cancelled(&self) {
+        bump(&self.cancelled, 1);
+        #[cfg(feature = "metrics")]
+        if let Some(f) = self.facade.get() {
+            f.cancelled.increment(1);
+        }
+    }
+
+    /// A running statement stopped: its caller left.
+    pub(crate) fn interrupted(&self) {
+        bump(&self.interrupted, 1);
+        #[cfg(feature = "metrics")]
+        if let Some(f) = self.facade.get() {
+            f.interrupted.increment(1);
+        }
+    }
+
+    /// A request failed with SQLITE_BUSY or SQLITE_LOCKED.
+    pub(crate) fn busy_error(&self) {
+        bump(&self.busy_errors, 1);
+        #[cfg(feature = "metrics")]
+        if let Some(f) = self.facade.get() {
+            f.busy_errors.increment(1);
+        }
+    }
+
+    /// A transaction's lease ended after holding the connection for `held`.
+    pub(crate) fn lease_ended(&self, held: Duration) {
+        bump(&self.leases, 1);
+        self.lease_hold.record(held);
+        #[cfg(feature = "metrics")]
+        if let Some(f) = self.facade.get() {
+            f.leases.increment(1);
+            f.lease_hold.record(held.as_secs_f64());
+        }
+    }
+
+    /// A read batch answered `requests` requests in one read transaction.
+    pub(crate) fn read_batch(&self, requests: u64) {
+        bump(&self.read_batches, 1);
+        bump(&self.read_batch_requests, requests);
+        #[cfg(feature = "metrics")]
+        if let Some(f) = self.facade.get() {
+            f.read_batches.increment(1);
+            f.read_batch_requests.increment(requests);
+        }
+    }
+
+    /// A group commit made `members` transactions or writes durable.
+    pub(crate) fn group_commit(&self, members: u64) {
+        bump(&self.group_commits, 1);
+        bump(&self.group_members, members);
+        #[cfg(feature = "metrics")]
+        if let Some(f) = self.facade.get() {
+            f.group_commits.increment(1);
+            f.group_members.increment(members);
+        }
+    }
+}
+
+/// The `metrics` facade's handles of one connection, registered once with
+/// the recorder installed when it opened (none installed: handles that do
+/// nothing). Queue depth, what is held open and the WAL's size are in the
+/// snapshot only: they are states, read when asked for.
+#[cfg(feature = "metrics")]
+mod facade {
+    use std::fmt;
+
+    use metrics::{counter, histogram, Counter, Histogram};
+
+    pub(super) struct Facade {
+        pub(super) requests: Counter,
+        pub(super) queue_wait: Histogram,
+        pub(super) exec: Histogram,
+        pub(super) cancelled: Counter,
+        pub(super) interrupted: Counter,
+        pub(super) busy_errors: Counter,
+        pub(super) leases: Counter,
+        pub(super) lease_hold: Histogram,
+        pub(super) read_batches: Counter,
+        pub(super) read_batch_requests: Counter,
+        pub(super) group_commits: Counter,
+        pub(super) group_members: Counter,
+    }
+
+    impl Facade {
+        pub(super) fn new(db: &str, role: &'static str) -> Facade {
+            let db = db.to_owned();
+            macro_rules! labelled {
+                ($kind:ident, $name:literal) => {
+                    $kind!($name, "db" => db.clone(), "role" => role)
+                };
+            }
+            Facade {
+                requests: labelled!(counter, "aiolite_requests_total"),
+                queue_wait: labelled!(histogram, "aiolite_queue_wait_seconds"),
+                exec: labelled!(histogram, "aiolite_exec_seconds"),
+                cancelled: labelled!(counter, "aiolite_cancelled_total"),
+                interrupted: labelled!(counter, "aiolite_interrupted_total"),
+                busy_errors: labelled!(counter, "aiolite_busy_errors_total"),
+                leases: labelled!(counter, "aiolite_leases_total"),
+                lease_hold: labelled!(histogram, "aiolite_lease_hold_seconds"),
+                read_batches: labelled!(counter, "aiolite_read_batches_total"),
+                read_batch_requests: labelled!(counter, "aiolite_read_batch_requests_total"),
+                group_commits: labelled!(counter, "aiolite_group_commits_total"),
+                group_members: labelled!(counter, "aiolite_group_members_total"),
+            }
+        }
+    }
+
+    impl fmt::Debug for Facade {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("Facade")
+        }
+    }
 }
 
 /// Durations, as Prometheus histograms have them: cumulative buckets.

@@ -15,6 +15,14 @@ impl Worker {
         shared
             .groups_writes
             .store(opts.group_commit, Ordering::Relaxed);
+        let role = match opts.role {
+            Role::Standalone => "connection",
+            Role::Writer => "writer",
+            Role::Reader => "reader",
+        };
+        shared
+            .stats
+            .label(&opts.display_path().to_string_lossy(), role);
         let path = opts.display_path();
         let mut conn = {
             let _guard = crate::sqlite::open_close_guard();

@@ -194,8 +194,7 @@ impl Worker {
             }
         };
         super::events::group_commit(members, started.elapsed(), self.slow_statement());
-        crate::metrics::bump(&self.shared.stats.group_commits, 1);
-        crate::metrics::bump(&self.shared.stats.group_members, members as u64);
+        self.shared.stats.group_commit(members as u64);
         if !self.in_lease() {
             // (Inside a member's lease, the lease's end frees it.)
             self.shared.free_transaction();

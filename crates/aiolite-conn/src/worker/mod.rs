@@ -304,7 +304,7 @@ impl Shared {
     pub(crate) fn interrupt_now(&self) -> bool {
         let stop = self.should_interrupt();
         if stop && self.caller_gone() {
-            crate::metrics::bump(&self.stats.interrupted, 1);
+            self.stats.interrupted();
         }
         stop
     }
@@ -658,7 +658,6 @@ impl Worker {
     fn serve_lease(&mut self, mut lease: Lease) {
         self.leases += 1;
         let held_since = Instant::now();
-        crate::metrics::bump(&self.shared.stats.leases, 1);
         let begin_failed = self.begin_failed.take();
         // A transaction open after a failed BEGIN is not the guard's (one
         // from `execute("BEGIN")`): the guard neither owns nor ends it.
@@ -678,7 +677,7 @@ impl Worker {
         // callers learn that the transaction ended.
         drop(lease);
         self.holding_handle(|w| w.end_of_lease(dropped && began));
-        self.shared.stats.lease_hold.record(held_since.elapsed());
+        self.shared.stats.lease_ended(held_since.elapsed());
         self.shared.leased.store(false, Ordering::Release);
     }
 
@@ -875,9 +874,7 @@ impl Worker {
         let wait = now.saturating_duration_since(queued_at);
         self.queue_wait.set(wait);
         self.request_started.set(Some(now));
-        let stats = &self.shared.stats;
-        crate::metrics::bump(&stats.requests, 1);
-        stats.queue_wait.record(wait);
+        self.shared.stats.request_started(wait);
     }
 
     /// `ConnectOptions::log_slow_statements`.
@@ -1019,7 +1016,7 @@ impl Worker {
             w.shared.running.store(id, Ordering::Relaxed);
             job(w);
             if let Some(started) = w.request_started.take() {
-                w.shared.stats.exec.record(started.elapsed());
+                w.shared.stats.request_ran(started.elapsed());
             }
             w.publish_resources();
         });

@@ -67,9 +67,7 @@ impl Worker {
             }
         }
         self.holding_handle(|w| w.end_read_batch());
-        let stats = &self.shared.stats;
-        crate::metrics::bump(&stats.read_batches, 1);
-        crate::metrics::bump(&stats.read_batch_requests, answered);
+        self.shared.stats.read_batch(answered);
         next
     }
 
