@@ -207,6 +207,7 @@ impl Worker {
         };
         drop(q);
         drop(packed);
+        let still_in_transaction = !self.conn.is_autocommit();
         match ran {
             Ok(()) => Ok(self.changes_since(before)),
             // A row's own fault: the statement left nothing of itself (ABORT),
@@ -219,7 +220,7 @@ impl Worker {
                             | rusqlite::ErrorCode::TypeMismatch
                             | rusqlite::ErrorCode::TooBig
                     )
-                ) && in_transaction == !self.conn.is_autocommit() =>
+                ) && in_transaction == still_in_transaction =>
             {
                 replay(stmt)
             }
