@@ -25,6 +25,13 @@ async fn hold(conn: &Connection) -> (std::sync::mpsc::Sender<()>, tokio::task::J
     (release, task)
 }
 
+/// A request answered after everything sent before it: the worker has
+/// finished the bookkeeping it does after an answer (a request's execution
+/// time, a read batch's or a lease's end).
+async fn settle(conn: &Connection) {
+    conn.execute("SELECT 1", ()).await.expect("settle");
+}
+
 async fn queued(conn: &Connection, n: usize) {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while conn.queued_requests() < n {
@@ -101,6 +108,7 @@ async fn a_connection_counts_requests_waits_cancellations_and_leases() {
             .expect("insert");
         tx.commit().await.expect("commit");
     }
+    settle(&conn).await;
     let m = conn.metrics();
     assert_eq!(m.leases - before.leases, 3);
     assert_eq!(m.lease_hold.count - before.lease_hold.count, 3);
@@ -165,6 +173,7 @@ async fn busy_errors_read_batches_and_group_commits_are_counted() {
     for r in reads {
         r.await.expect("join").expect("read");
     }
+    settle(&other).await;
     let m = other.metrics();
     assert!(m.read_batches >= 1, "{m:?}");
     assert!(m.read_batch_requests >= 2, "{m:?}");

@@ -257,6 +257,7 @@ impl Channel {
             if let Err(payload) = catch_unwind(AssertUnwindSafe(|| f(w))) {
                 tracing::error!(error = %Error::panic(payload), "an engine request panicked");
             }
+            w.finished_request();
             drop(in_flight);
         });
         let msg = Message::Run {
@@ -358,6 +359,7 @@ impl Channel {
             if matches!(&result, Err(e) if e.is_busy()) {
                 w.shared.stats.busy_error();
             }
+            w.finished_request();
             drop(in_flight);
             if tx.send(result).is_err() && was_autocommit {
                 w.rollback_if_open("the caller went away");

@@ -6,7 +6,10 @@
 //! group commits, what is held open right now, and the WAL's size.
 //!
 //! The counters are atomics the worker bumps as it goes (relaxed: each one
-//! is exact, a snapshot is not one instant across all of them).
+//! is exact, a snapshot is not one instant across all of them). What the
+//! worker does after a request's answer (its execution time, a read batch's
+//! or a lease's end) is counted just after the caller has the answer, and
+//! before the worker takes its next request.
 //!
 //! [`Connection::metrics`]: crate::Connection::metrics
 //! [`Database::metrics`]: crate::Database::metrics
@@ -156,13 +159,20 @@ impl Stats {
         }
     }
 
-    /// A transaction's lease ended after holding the connection for `held`.
-    pub(crate) fn lease_ended(&self, held: Duration) {
+    /// A transaction's lease started.
+    pub(crate) fn lease_started(&self) {
         bump(&self.leases, 1);
-        self.lease_hold.record(held);
         #[cfg(feature = "metrics")]
         if let Some(f) = self.facade.get() {
             f.leases.increment(1);
+        }
+    }
+
+    /// A transaction's lease ended after holding the connection for `held`.
+    pub(crate) fn lease_ended(&self, held: Duration) {
+        self.lease_hold.record(held);
+        #[cfg(feature = "metrics")]
+        if let Some(f) = self.facade.get() {
             f.lease_hold.record(held.as_secs_f64());
         }
     }

@@ -476,7 +476,8 @@ pub(crate) struct Worker {
     /// How long the running request waited in the queue (see
     /// [`Worker::started_request`]), for its statement's event.
     queue_wait: Cell<Duration>,
-    /// When the running request started, for its execution time.
+    /// When the running request started, for its execution time (taken by
+    /// `finished_request`).
     request_started: Cell<Option<Instant>>,
     /// The lease being served.
     serving: Option<Serving>,
@@ -658,6 +659,7 @@ impl Worker {
     fn serve_lease(&mut self, mut lease: Lease) {
         self.leases += 1;
         let held_since = Instant::now();
+        self.shared.stats.lease_started();
         let begin_failed = self.begin_failed.take();
         // A transaction open after a failed BEGIN is not the guard's (one
         // from `execute("BEGIN")`): the guard neither owns nor ends it.
@@ -877,6 +879,14 @@ impl Worker {
         self.shared.stats.request_started(wait);
     }
 
+    /// A request is done, just before its answer goes: its execution time is
+    /// counted (so a caller that has the answer sees it counted).
+    pub(crate) fn finished_request(&self) {
+        if let Some(started) = self.request_started.take() {
+            self.shared.stats.request_ran(started.elapsed());
+        }
+    }
+
     /// `ConnectOptions::log_slow_statements`.
     pub(crate) fn slow_statement(&self) -> Duration {
         self.slow_statement
@@ -1015,9 +1025,6 @@ impl Worker {
             let _entered = span.enter();
             w.shared.running.store(id, Ordering::Relaxed);
             job(w);
-            if let Some(started) = w.request_started.take() {
-                w.shared.stats.request_ran(started.elapsed());
-            }
             w.publish_resources();
         });
         if self.shared.cancel_pending.swap(false, Ordering::AcqRel) {
