@@ -1,9 +1,10 @@
 //! One URL configures a pool (`Database::connect`, `DatabaseBuilder::from_url`),
 //! and the options say back what they hold.
 
+mod common;
+
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use aiolite::{ConnectOptions, Database, DatabaseBuilder, Error, JournalMode, Synchronous};
@@ -88,39 +89,18 @@ async fn connect_opens_the_pool_the_url_describes() {
         .expect("n");
     assert_eq!(synchronous, 2, "FULL");
     // Group commit is on: writes queued together share one COMMIT.
-    let commits = Arc::new(AtomicUsize::new(0));
-    let seen = Arc::clone(&commits);
-    db.commit_hook(Some(move || {
-        seen.fetch_add(1, Ordering::Relaxed);
-        false
-    }))
-    .await
-    .expect("hook");
-    let (release, held) = std::sync::mpsc::channel::<()>();
-    let (started_tx, started) = tokio::sync::oneshot::channel::<()>();
-    let writer = db.writer().clone();
-    let hold = tokio::spawn(async move {
-        writer
-            .call(move |_| {
-                let _ = started_tx.send(());
-                let _ = held.recv();
-                Ok::<_, Error>(())
-            })
-            .await
-    });
-    started.await.expect("held");
+    let commits = common::count_commits(&db).await;
+    let (release, hold) = common::hold_worker(db.writer()).await;
     let writes: Vec<_> = (0..4)
         .map(|i| {
             let db = db.clone();
             tokio::spawn(async move { db.execute("INSERT INTO t VALUES (?)", (i,)).await })
         })
         .collect();
-    while db.writer().queued_requests() < 4 {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    common::queued(db.writer(), 4).await;
     commits.store(0, Ordering::Relaxed);
     drop(release);
-    hold.await.expect("join").expect("hold");
+    hold.await.expect("join");
     for w in writes {
         w.await.expect("join").expect("write");
     }

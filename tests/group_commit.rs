@@ -2,6 +2,8 @@
 //! writer share one COMMIT; each keeps its own failure, and every commit that
 //! returned `Ok` survives a SIGKILL.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -39,19 +41,6 @@ async fn hold_writer(db: &Database, ms: u64) {
         })
         .await
         .expect("hold");
-}
-
-/// Counts COMMITs that reach the database file.
-async fn count_commits(db: &Database) -> Arc<AtomicUsize> {
-    let commits = Arc::new(AtomicUsize::new(0));
-    let seen = Arc::clone(&commits);
-    db.commit_hook(Some(move || {
-        seen.fetch_add(1, Ordering::Relaxed);
-        false
-    }))
-    .await
-    .expect("commit hook");
-    commits
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -153,7 +142,7 @@ async fn failures_stay_in_their_own_transaction_and_the_result_matches_no_groupi
     let mut outcomes = Vec::new();
     for group in [false, true] {
         let db = open(&dir.path().join(format!("mixed-{group}.db")), group).await;
-        let commits = count_commits(&db).await;
+        let commits = common::count_commits(&db).await;
         let (rows, total, committed) = run_mixed(&db, 16, 20).await;
         let expected: Vec<(i64, i64)> = (0..16)
             .flat_map(|t| (0..20).map(move |n| (t, n)))
@@ -278,41 +267,13 @@ async fn other_requests_never_see_a_group_before_its_commit() {
     db.close().await.expect("close");
 }
 
-/// Keeps the writer inside a request until the returned sender is dropped,
-/// so that what is sent meanwhile queues up: deterministic groups.
-async fn block_writer(db: &Database) -> std::sync::mpsc::Sender<()> {
-    let (release, held) = std::sync::mpsc::channel::<()>();
-    let (started_tx, started) = tokio::sync::oneshot::channel::<()>();
-    let writer = db.writer().clone();
-    tokio::spawn(async move {
-        writer
-            .call(move |_| {
-                let _ = started_tx.send(());
-                let _ = held.recv();
-                Ok::<_, aiolite::Error>(())
-            })
-            .await
-    });
-    started.await.expect("the writer took the request");
-    release
-}
-
-/// Waits until `n` requests wait in the writer's queue.
-async fn queued(db: &Database, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while db.writer().queued_requests() < n {
-        assert!(Instant::now() < deadline, "the requests never queued");
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_writes_queued_together_share_one_commit_and_fail_alone() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("single.db");
     let db = open(&path, true).await;
-    let commits = count_commits(&db).await;
-    let release = block_writer(&db).await;
+    let commits = common::count_commits(&db).await;
+    let (release, _held) = common::hold_worker(db.writer()).await;
     // 16 single writes queue behind the held writer; one of them collides
     // with the seed row. Each awaits its own answer.
     let writes: Vec<_> = (0..16i64)
@@ -345,7 +306,7 @@ async fn single_writes_queued_together_share_one_commit_and_fail_alone() {
             })
         })
         .collect();
-    queued(&db, 16).await;
+    common::queued(db.writer(), 16).await;
     commits.store(0, Ordering::Relaxed);
     drop(release);
     for w in writes {
@@ -377,13 +338,13 @@ async fn single_writes_queued_together_share_one_commit_and_fail_alone() {
 async fn single_writes_and_guards_group_together_and_reads_wait_for_the_commit() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = open(&dir.path().join("mixed.db"), true).await;
-    let commits = count_commits(&db).await;
-    let release = block_writer(&db).await;
+    let commits = common::count_commits(&db).await;
+    let (release, _held) = common::hold_worker(db.writer()).await;
     let single = {
         let db = db.clone();
         tokio::spawn(async move { db.execute("INSERT INTO items VALUES (1, 1)", ()).await })
     };
-    queued(&db, 1).await;
+    common::queued(db.writer(), 1).await;
     let guarded = {
         let db = db.clone();
         tokio::spawn(async move {
@@ -392,7 +353,7 @@ async fn single_writes_and_guards_group_together_and_reads_wait_for_the_commit()
             tx.commit().await
         })
     };
-    queued(&db, 2).await;
+    common::queued(db.writer(), 2).await;
     // A read on the writer queued behind both: it must see both rows, so the
     // group commits before it runs.
     let read = {
@@ -403,7 +364,7 @@ async fn single_writes_and_guards_group_together_and_reads_wait_for_the_commit()
                 .await
         })
     };
-    queued(&db, 3).await;
+    common::queued(db.writer(), 3).await;
     commits.store(0, Ordering::Relaxed);
     drop(release);
     single.await.expect("task").expect("single write");

@@ -4,40 +4,17 @@
 
 use std::time::Duration;
 
-use aiolite::{ConnectOptions, Connection, Database, Error, TransactionBehavior};
-use futures_util::StreamExt;
+mod common;
 
-/// Keeps `conn`'s worker inside a request until the sender is dropped.
-async fn hold(conn: &Connection) -> (std::sync::mpsc::Sender<()>, tokio::task::JoinHandle<()>) {
-    let (release, held) = std::sync::mpsc::channel::<()>();
-    let (started_tx, started) = tokio::sync::oneshot::channel::<()>();
-    let c = conn.clone();
-    let task = tokio::spawn(async move {
-        c.call(move |_| {
-            let _ = started_tx.send(());
-            let _ = held.recv();
-            Ok::<_, Error>(())
-        })
-        .await
-        .expect("hold");
-    });
-    started.await.expect("the worker took the request");
-    (release, task)
-}
+use aiolite::{ConnectOptions, Connection, Database, TransactionBehavior};
+use common::{hold_worker as hold, queued};
+use futures_util::StreamExt;
 
 /// A request answered after everything sent before it: the worker has
 /// finished the bookkeeping it does after an answer (a request's execution
 /// time, a read batch's or a lease's end).
 async fn settle(conn: &Connection) {
     conn.execute("SELECT 1", ()).await.expect("settle");
-}
-
-async fn queued(conn: &Connection, n: usize) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while conn.queued_requests() < n {
-        assert!(std::time::Instant::now() < deadline, "never queued");
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

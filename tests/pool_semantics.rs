@@ -234,24 +234,6 @@ async fn a_connection_request_from_inside_ones_own_transaction_fails_at_once() {
     .expect("free again");
 }
 
-/// Keeps `conn`'s worker inside a request until the returned sender is
-/// dropped: whatever is queued behind it waits, deterministically.
-fn hold_worker(conn: &Connection) -> std::sync::mpsc::Sender<()> {
-    let (release, held) = std::sync::mpsc::channel::<()>();
-    let (started_tx, started) = std::sync::mpsc::channel::<()>();
-    let conn = conn.clone();
-    tokio::spawn(async move {
-        conn.call(move |_| {
-            let _ = started_tx.send(());
-            let _ = held.recv();
-            Ok::<_, Error>(())
-        })
-        .await
-    });
-    started.recv().expect("the worker took the request");
-    release
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_guard_whose_begin_is_still_queued_is_its_tasks_already() {
     // `begin()` returns before the worker runs its BEGIN: from that moment
@@ -261,7 +243,7 @@ async fn a_guard_whose_begin_is_still_queued_is_its_tasks_already() {
     conn.execute_script("CREATE TABLE t(x)")
         .await
         .expect("schema");
-    let release = hold_worker(&conn);
+    let (release, _held) = common::hold_worker(&conn).await;
     let tx = within("begin behind a busy worker", conn.begin())
         .await
         .expect("begin");
@@ -305,7 +287,7 @@ async fn a_guard_dropped_before_its_begin_ran_begins_nothing() {
         conn.execute_script("CREATE TABLE t(x)")
             .await
             .expect("schema");
-        let release = hold_worker(&conn);
+        let (release, _held) = common::hold_worker(&conn).await;
         let tx = if pool {
             db.begin().await
         } else {

@@ -3,57 +3,22 @@
 //! ROLLBACK with their durations, a group commit with its members, and
 //! streams from open to close, under OpenTelemetry's database field names.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+mod common;
+
 use std::time::Duration;
 
 use aiolite::{ConnectOptions, Database};
+use common::Captured;
 use futures_util::StreamExt;
 use tracing::Instrument;
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn lines(&self) -> Vec<String> {
-        let bytes = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
-        String::from_utf8(bytes)
-            .expect("utf-8")
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-
-    /// The one line that holds every needle.
-    fn line(&self, needles: &[&str]) -> String {
-        let lines = self.lines();
-        let found: Vec<&String> = lines
-            .iter()
-            .filter(|l| needles.iter().all(|n| l.contains(n)))
-            .collect();
-        assert!(
-            !found.is_empty(),
-            "no line with {needles:?} in:\n{}",
-            lines.join("\n")
-        );
-        found[0].clone()
+/// The first line that holds every needle.
+fn line(captured: &Captured, needles: &[&str]) -> String {
+    let text = captured.text();
+    let found = text.lines().find(|l| needles.iter().all(|n| l.contains(n)));
+    match found {
+        Some(l) => l.to_owned(),
+        None => panic!("no line with {needles:?} in:\n{text}"),
     }
 }
 
@@ -90,20 +55,7 @@ async fn statements_transactions_and_streams_are_traced() {
     conn.execute_script("CREATE TABLE t(x)")
         .await
         .expect("schema");
-    let (release, held) = std::sync::mpsc::channel::<()>();
-    let (started_tx, started) = tokio::sync::oneshot::channel::<()>();
-    let hold = {
-        let conn = conn.clone();
-        tokio::spawn(async move {
-            conn.call(move |_| {
-                let _ = started_tx.send(());
-                let _ = held.recv();
-                Ok::<_, aiolite::Error>(())
-            })
-            .await
-        })
-    };
-    started.await.expect("held");
+    let (release, hold) = common::hold_worker(&conn).await;
     let waiting = {
         let conn = conn.clone();
         tokio::spawn(
@@ -111,14 +63,12 @@ async fn statements_transactions_and_streams_are_traced() {
                 .instrument(tracing::info_span!("handler", request_id = 42)),
         )
     };
-    while conn.queued_requests() < 1 {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    common::queued(&conn, 1).await;
     tokio::time::sleep(Duration::from_millis(40)).await;
     drop(release);
-    hold.await.expect("join").expect("hold");
+    hold.await.expect("join");
     waiting.await.expect("join").expect("insert");
-    let slow = captured.line(&["INSERT INTO t VALUES (1)"]);
+    let slow = line(&captured, &["INSERT INTO t VALUES (1)"]);
     assert!(
         slow.contains("WARN") && slow.contains("slow statement"),
         "{slow}"
@@ -141,9 +91,9 @@ async fn statements_transactions_and_streams_are_traced() {
         .instrument(tracing::info_span!("committing"))
         .await
         .expect("commit");
-    let begin = captured.line(&[r#"db.operation.name="BEGIN""#, "DEFERRED"]);
+    let begin = line(&captured, &[r#"db.operation.name="BEGIN""#, "DEFERRED"]);
     assert!(begin.contains("exec_us="), "{begin}");
-    let commit = captured.line(&["committing", r#"db.operation.name="COMMIT""#]);
+    let commit = line(&captured, &["committing", r#"db.operation.name="COMMIT""#]);
     assert!(
         commit.contains("exec_us=") && commit.contains("queue_wait_us="),
         "{commit}"
@@ -153,7 +103,7 @@ async fn statements_transactions_and_streams_are_traced() {
         .await
         .expect("insert");
     tx.rollback().await.expect("rollback");
-    captured.line(&[r#"db.operation.name="ROLLBACK""#, "exec_us="]);
+    line(&captured, &[r#"db.operation.name="ROLLBACK""#, "exec_us="]);
     conn.transaction(|tx| {
         tx.execute("INSERT INTO t VALUES (4)", [])?;
         Ok::<_, aiolite::Error>(())
@@ -161,7 +111,10 @@ async fn statements_transactions_and_streams_are_traced() {
     .instrument(tracing::info_span!("closure_form"))
     .await
     .expect("closure");
-    captured.line(&["closure_form", r#"db.operation.name="COMMIT""#]);
+    line(
+        &captured,
+        &["closure_form", r#"db.operation.name="COMMIT""#],
+    );
 
     // 3. Streams: opened, read to the end with their row count; dropped.
     conn.execute_script("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300) INSERT INTO t SELECT i FROM n")
@@ -173,8 +126,8 @@ async fn statements_transactions_and_streams_are_traced() {
         row.expect("row");
         n += 1;
     }
-    captured.line(&["stream opened", "SELECT x FROM t WHERE x > 0"]);
-    let closed = captured.line(&["stream closed", "SELECT x FROM t WHERE x > 0"]);
+    line(&captured, &["stream opened", "SELECT x FROM t WHERE x > 0"]);
+    let closed = line(&captured, &["stream closed", "SELECT x FROM t WHERE x > 0"]);
     assert_eq!(field(&closed, "rows"), n, "{closed}");
     assert!(closed.contains("read to the end"), "{closed}");
     let mut partial = conn.stream("SELECT x FROM t WHERE x >= 0", ());
@@ -182,7 +135,10 @@ async fn statements_transactions_and_streams_are_traced() {
     drop(partial);
     // The drop is the worker's work at its next turn.
     conn.execute("SELECT 1", ()).await.expect("next turn");
-    let dropped = captured.line(&["stream closed", "SELECT x FROM t WHERE x >= 0"]);
+    let dropped = line(
+        &captured,
+        &["stream closed", "SELECT x FROM t WHERE x >= 0"],
+    );
     assert!(dropped.contains(r#"why="dropped""#), "{dropped}");
     conn.close().await.expect("close");
 
@@ -197,7 +153,7 @@ async fn statements_transactions_and_streams_are_traced() {
     db.execute("INSERT INTO g VALUES (1)", ())
         .await
         .expect("grouped");
-    let group = captured.line(&["group commit", "members="]);
+    let group = line(&captured, &["group commit", "members="]);
     assert!(field(&group, "members") >= 1, "{group}");
     db.close().await.expect("close");
 }

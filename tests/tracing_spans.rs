@@ -1,28 +1,13 @@
 //! Each request runs inside its caller's span on the worker thread: the
 //! statement events land in the request that caused them.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+mod common;
+
 use std::time::Duration;
 
 use aiolite::ConnectOptions;
+use common::Captured;
 use tracing::Instrument;
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[tokio::test]
 async fn statement_events_carry_the_callers_span() {
@@ -50,7 +35,7 @@ async fn statement_events_carry_the_callers_span() {
         .await
         .expect("select");
 
-    let text = String::from_utf8(captured.0.lock().expect("lock").clone()).expect("utf-8");
+    let text = captured.text();
     let line_with = |needle: &str| {
         text.lines()
             .find(|l| l.contains(needle))

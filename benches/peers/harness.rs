@@ -92,6 +92,36 @@ pub fn transfer(rng: &mut Rng) -> (i64, i64, i64) {
     (from, to, rng.next_id(100))
 }
 
+/// W8's 64 tasks: each runs `per_task` transfers through `one` (the peer's
+/// transaction), timed one by one; every latency, once all have finished.
+pub async fn transfers<F, Fut>(per_task: usize, one: F) -> Vec<Duration>
+where
+    F: Fn(i64, i64, i64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|t| {
+            let one = one.clone();
+            tokio::spawn(async move {
+                let mut rng = Rng::new(t as u64 + 1);
+                let mut latencies = Vec::with_capacity(per_task);
+                for _ in 0..per_task {
+                    let (from, to, amount) = transfer(&mut rng);
+                    let started = Instant::now();
+                    one(from, to, amount).await;
+                    latencies.push(started.elapsed());
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("task"));
+    }
+    all
+}
+
 /// Money is neither made nor lost: every transfer was one transaction.
 pub fn check_total(total: i64) {
     assert_eq!(total, ACCOUNTS * OPENING_BALANCE, "a transfer was lost or torn");

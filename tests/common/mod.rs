@@ -60,3 +60,83 @@ pub(crate) async fn foo_rows(conn: &Connection) -> Vec<(i64, String)> {
         .await
         .expect("select")
 }
+
+/// Keeps `conn`'s worker inside a request until the returned sender is
+/// dropped: whatever is sent meanwhile queues up behind it,
+/// deterministically. The task finishes once the worker is released.
+pub(crate) async fn hold_worker(
+    conn: &Connection,
+) -> (std::sync::mpsc::Sender<()>, tokio::task::JoinHandle<()>) {
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let (started_tx, started) = tokio::sync::oneshot::channel::<()>();
+    let c = conn.clone();
+    let task = tokio::spawn(async move {
+        c.call(move |_| {
+            let _ = started_tx.send(());
+            let _ = held.recv();
+            Ok::<_, aiolite::Error>(())
+        })
+        .await
+        .expect("hold");
+    });
+    started.await.expect("the worker took the request");
+    (release, task)
+}
+
+/// Waits (bounded) until `n` requests wait in `conn`'s queue.
+pub(crate) async fn queued(conn: &Connection, n: usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while conn.queued_requests() < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the requests never queued"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+}
+
+/// Counts the COMMITs that reach the database (through the commit hook of
+/// `db`'s writer).
+pub(crate) async fn count_commits(
+    db: &aiolite::Database,
+) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+    let commits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = std::sync::Arc::clone(&commits);
+    db.commit_hook(Some(move || {
+        seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        false
+    }))
+    .await
+    .expect("commit hook");
+    commits
+}
+
+/// What a global `tracing_subscriber::fmt` subscriber writes, for tests that
+/// read the events back.
+#[derive(Clone, Default)]
+pub(crate) struct Captured(pub(crate) std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    /// Everything written so far.
+    pub(crate) fn text(&self) -> String {
+        let bytes = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        String::from_utf8(bytes).expect("utf-8")
+    }
+}

@@ -216,31 +216,22 @@ async fn run(workload: &str, db: &Path, s: &Scale) -> Outcome {
             let p = pool(db, workload, 1).await;
             sqlx::raw_sql(ACCOUNTS_SCHEMA).execute(&p).await.expect("accounts");
             let started = Started::now();
-            let tasks: Vec<_> = (0..TASKS)
-                .map(|t| {
-                    let (p, per_task) = (p.clone(), s.w8_tx_per_task);
-                    tokio::spawn(async move {
-                        let mut rng = Rng::new(t as u64 + 1);
-                        let mut latencies = Vec::with_capacity(per_task);
-                        for _ in 0..per_task {
-                            let (from, to, amount) = transfer(&mut rng);
-                            let t = Instant::now();
-                            let mut tx = p.begin().await.expect("begin");
-                            let a: i64 = sqlx::query_scalar(BALANCE).bind(from).fetch_one(&mut *tx).await.expect("a");
-                            let b: i64 = sqlx::query_scalar(BALANCE).bind(to).fetch_one(&mut *tx).await.expect("b");
-                            sqlx::query(SET_BALANCE).bind(a - amount).bind(from).execute(&mut *tx).await.expect("debit");
-                            sqlx::query(SET_BALANCE).bind(b + amount).bind(to).execute(&mut *tx).await.expect("credit");
-                            tx.commit().await.expect("commit");
-                            latencies.push(t.elapsed());
-                        }
-                        latencies
-                    })
-                })
-                .collect();
-            let mut latencies = Vec::new();
-            for t in tasks {
-                latencies.extend(t.await.expect("task"));
-            }
+            let writers = p.clone();
+            // sqlx's transaction guard on a pool of one connection, as its
+            // writers on SQLite are (more connections would fail their
+            // read-then-write upgrades with SQLITE_BUSY).
+            let latencies = transfers(s.w8_tx_per_task, move |from, to, amount| {
+                let p = writers.clone();
+                async move {
+                    let mut tx = p.begin().await.expect("begin");
+                    let a: i64 = sqlx::query_scalar(BALANCE).bind(from).fetch_one(&mut *tx).await.expect("a");
+                    let b: i64 = sqlx::query_scalar(BALANCE).bind(to).fetch_one(&mut *tx).await.expect("b");
+                    sqlx::query(SET_BALANCE).bind(a - amount).bind(from).execute(&mut *tx).await.expect("debit");
+                    sqlx::query(SET_BALANCE).bind(b + amount).bind(to).execute(&mut *tx).await.expect("credit");
+                    tx.commit().await.expect("commit");
+                }
+            })
+            .await;
             let outcome = Outcome::rate(latencies.len() as f64, started);
             check_total(
                 sqlx::query_scalar("SELECT sum(balance) FROM accounts")

@@ -190,35 +190,24 @@ async fn run(workload: &str, db: &Path, s: &Scale) -> Outcome {
             let c = open(db, workload).await;
             c.call(|c| c.execute_batch(ACCOUNTS_SCHEMA)).await.expect("accounts");
             let started = Started::now();
-            let tasks: Vec<_> = (0..TASKS)
-                .map(|t| {
-                    let (c, per_task) = (c.clone(), s.w8_tx_per_task);
-                    tokio::spawn(async move {
-                        let mut rng = Rng::new(t as u64 + 1);
-                        let mut latencies = Vec::with_capacity(per_task);
-                        for _ in 0..per_task {
-                            let (from, to, amount) = transfer(&mut rng);
-                            let t = Instant::now();
-                            c.call(move |c| {
-                                let tx = c.transaction()?;
-                                let a: i64 = tx.prepare_cached(BALANCE)?.query_row([from], |r| r.get(0))?;
-                                let b: i64 = tx.prepare_cached(BALANCE)?.query_row([to], |r| r.get(0))?;
-                                tx.prepare_cached(SET_BALANCE)?.execute((a - amount, from))?;
-                                tx.prepare_cached(SET_BALANCE)?.execute((b + amount, to))?;
-                                tx.commit()
-                            })
-                            .await
-                            .expect("transfer");
-                            latencies.push(t.elapsed());
-                        }
-                        latencies
+            let worker = c.clone();
+            // Its way to a transaction: one closure on the connection's thread.
+            let latencies = transfers(s.w8_tx_per_task, move |from, to, amount| {
+                let c = worker.clone();
+                async move {
+                    c.call(move |c| {
+                        let tx = c.transaction()?;
+                        let a: i64 = tx.prepare_cached(BALANCE)?.query_row([from], |r| r.get(0))?;
+                        let b: i64 = tx.prepare_cached(BALANCE)?.query_row([to], |r| r.get(0))?;
+                        tx.prepare_cached(SET_BALANCE)?.execute((a - amount, from))?;
+                        tx.prepare_cached(SET_BALANCE)?.execute((b + amount, to))?;
+                        tx.commit()
                     })
-                })
-                .collect();
-            let mut latencies = Vec::new();
-            for t in tasks {
-                latencies.extend(t.await.expect("task"));
-            }
+                    .await
+                    .expect("transfer");
+                }
+            })
+            .await;
             let outcome = Outcome::rate(latencies.len() as f64, started);
             check_total(
                 c.call(|c| c.query_row("SELECT sum(balance) FROM accounts", [], |r| r.get(0)))
