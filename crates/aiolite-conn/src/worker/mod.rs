@@ -175,9 +175,6 @@ pub(crate) struct Shared {
     cancel_pending: AtomicBool,
     cancelled: Mutex<Vec<u64>>,
     pub(crate) closed: AtomicBool,
-    /// The worker serves a transaction's lease: requests on the main queue
-    /// wait until it ends.
-    pub(crate) leased: AtomicBool,
     /// The controls of the transaction guards alive on this connection,
     /// from `begin` (before its `BEGIN` is even queued) until the guard is
     /// gone: the one being served and those whose `begin` waits in the main
@@ -353,8 +350,10 @@ impl Shared {
 
     /// Whether a transaction holds the worker or is about to (a guard whose
     /// `BEGIN` is queued): requests from other handles wait until it ends.
+    /// The guards are the one record of it: a lease lives no longer than its
+    /// guard but for the rollback the guard's drop leaves to the worker.
     pub(crate) fn is_leased(&self) -> bool {
-        self.live_guards.load(Ordering::Acquire) > 0 || self.leased.load(Ordering::Acquire)
+        self.live_guards.load(Ordering::Acquire) > 0
     }
 
     /// A guard is alive from now on (see `guards`).
@@ -680,7 +679,6 @@ impl Worker {
         drop(lease);
         self.holding_handle(|w| w.end_of_lease(dropped && began));
         self.shared.stats.lease_ended(held_since.elapsed());
-        self.shared.leased.store(false, Ordering::Release);
     }
 
     /// Serves the lease's requests; `true` when the guard went away without
@@ -773,7 +771,6 @@ impl Worker {
     /// `Shared::register_guard`.)
     pub(crate) fn start_lease(&mut self, lease: Lease) {
         *lock(&self.shared.serving_lease) = Some((Arc::clone(&lease.control), lease.wake.clone()));
-        self.shared.leased.store(true, Ordering::Release);
         self.lease = Some(lease);
     }
 
