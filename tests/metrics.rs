@@ -99,6 +99,8 @@ async fn a_connection_counts_requests_waits_cancellations_and_leases() {
         .expect("rows");
     let mut long = conn.stream("SELECT x FROM t", ());
     long.next().await.expect("a row").expect("row");
+    // The worker publishes what it holds after the answer went.
+    settle(&conn).await;
     let m = conn.metrics();
     assert!(m.parked_statements >= 1, "{m:?}");
     assert!(m.oldest_snapshot_secs.is_some(), "{m:?}");
