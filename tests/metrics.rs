@@ -184,6 +184,16 @@ async fn busy_errors_read_batches_and_group_commits_are_counted() {
     assert_eq!(m.readers.len(), 2);
     assert!(m.wal_bytes.is_some_and(|n| n > 0), "{:?}", m.wal_bytes);
 
+    // A group whose only member rolled back committed nothing: not counted,
+    // or the mean group size a dashboard shows would be wrong.
+    let tx = db.begin().await.expect("begin");
+    tx.execute("INSERT INTO t VALUES (99)", ()).await.expect("insert");
+    tx.rollback().await.expect("rollback");
+    settle(db.writer()).await;
+    let m = db.metrics();
+    assert_eq!(m.writer.group_commits, 1, "{:?}", m.writer);
+    assert_eq!(m.writer.group_members, 4);
+
     // The snapshot is plain data: it serializes.
     let json = serde_json::to_value(&m).expect("serialize");
     assert_eq!(json["writer"]["group_members"], 4);

@@ -193,8 +193,13 @@ impl Worker {
                 }
             }
         };
-        super::events::group_commit(members, started.elapsed(), self.slow_statement());
-        self.shared.stats.group_commit(members as u64);
+        // A group whose members all rolled back committed nothing (and
+        // synced nothing): counting it would make the metrics' group size
+        // lie to whoever reads them.
+        if members > 0 {
+            super::events::group_commit(members, started.elapsed(), self.slow_statement());
+            self.shared.stats.group_commit(members as u64);
+        }
         if !self.in_lease() {
             // (Inside a member's lease, the lease's end frees it.)
             self.shared.free_transaction();
