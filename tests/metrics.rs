@@ -187,7 +187,9 @@ async fn busy_errors_read_batches_and_group_commits_are_counted() {
     // A group whose only member rolled back committed nothing: not counted,
     // or the mean group size a dashboard shows would be wrong.
     let tx = db.begin().await.expect("begin");
-    tx.execute("INSERT INTO t VALUES (99)", ()).await.expect("insert");
+    tx.execute("INSERT INTO t VALUES (99)", ())
+        .await
+        .expect("insert");
     tx.rollback().await.expect("rollback");
     settle(db.writer()).await;
     let m = db.metrics();
