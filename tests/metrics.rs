@@ -203,3 +203,141 @@ async fn busy_errors_read_batches_and_group_commits_are_counted() {
     assert_eq!(json["readers"].as_array().map(Vec::len), Some(2));
     db.close().await.expect("close");
 }
+
+#[derive(Debug, aiolite::FromRow, aiolite::Model)]
+#[aiolite(table = "items")]
+struct Item {
+    #[aiolite(primary_key)]
+    id: i64,
+    name: String,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statement_cache_hits_and_misses_are_counted() {
+    use aiolite::prelude::*;
+    let conn = Connection::open_in_memory().await.expect("open");
+    conn.execute_script("CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT)")
+        .await
+        .expect("schema");
+    let before = conn.metrics();
+    for _ in 0..3 {
+        conn.fetch_all("SELECT 42", ()).await.expect("select");
+    }
+    let m = conn.metrics();
+    assert_eq!(
+        m.statement_cache_misses - before.statement_cache_misses,
+        1,
+        "{m:?}"
+    );
+    assert_eq!(
+        m.statement_cache_hits - before.statement_cache_hits,
+        2,
+        "{m:?}"
+    );
+
+    // The typed layer's statements, prepared inside its closures, count too.
+    let before = conn.metrics();
+    for i in 1..=3 {
+        conn.insert(&Item {
+            id: i,
+            name: format!("item {i}"),
+        })
+        .await
+        .expect("insert");
+    }
+    let m = conn.metrics();
+    let misses = m.statement_cache_misses - before.statement_cache_misses;
+    let hits = m.statement_cache_hits - before.statement_cache_hits;
+    // The INSERT once, and the key check once, as the model's plan is made.
+    assert!(misses >= 1 && hits >= 2, "misses {misses}, hits {hits}");
+    let again = conn.metrics();
+    conn.insert(&Item {
+        id: 4,
+        name: "item 4".into(),
+    })
+    .await
+    .expect("insert");
+    let m = conn.metrics();
+    assert_eq!(
+        m.statement_cache_misses, again.statement_cache_misses,
+        "a warm insert prepares nothing"
+    );
+    assert!(m.statement_cache_hits > again.statement_cache_hits);
+
+    // A cache of one, two statements in turn: each evicts the other.
+    let small = ConnectOptions::new(":memory:")
+        .statement_cache_capacity(1)
+        .open()
+        .await
+        .expect("open");
+    let before = small.metrics();
+    for i in 0..6 {
+        let sql = if i % 2 == 0 { "SELECT 1" } else { "SELECT 2" };
+        small.fetch_all(sql, ()).await.expect("select");
+    }
+    let m = small.metrics();
+    assert_eq!(
+        m.statement_cache_misses - before.statement_cache_misses,
+        6,
+        "{m:?}"
+    );
+    assert_eq!(m.statement_cache_hits, before.statement_cache_hits);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn automatic_checkpoints_are_timed() {
+    let (_dir, path) = common::temp_db("ckpt.db");
+    let conn = ConnectOptions::new(&path)
+        .pragma("wal_autocheckpoint", "16")
+        .open()
+        .await
+        .expect("open");
+    conn.execute_script("CREATE TABLE t(b BLOB)")
+        .await
+        .expect("schema");
+    assert_eq!(conn.metrics().checkpoints.count, 0);
+    // Small commits leave the WAL under 16 pages: no checkpoint yet.
+    conn.execute("INSERT INTO t VALUES (x'00')", ())
+        .await
+        .expect("insert");
+    assert_eq!(conn.metrics().checkpoints.count, 0);
+    // One commit of about 32 pages passes the threshold: SQLite's rule, run
+    // (and timed) by aiolite, inside that commit's request.
+    conn.execute("INSERT INTO t VALUES (zeroblob(128 * 1024))", ())
+        .await
+        .expect("insert");
+    let m = conn.metrics();
+    assert_eq!(m.checkpoints.count, 1, "{m:?}");
+    assert!(m.checkpoints.buckets.last().is_some_and(|b| b.count == 1));
+    // It did checkpoint: the WAL restarts from its start on the next write,
+    // so the file does not grow past what one commit needs.
+    for _ in 0..5 {
+        conn.execute("INSERT INTO t VALUES (zeroblob(128 * 1024))", ())
+            .await
+            .expect("insert");
+    }
+    let m = conn.metrics();
+    assert_eq!(m.checkpoints.count, 6, "{m:?}");
+    let wal = std::fs::metadata(path.with_extension("db-wal"))
+        .expect("wal")
+        .len();
+    assert!(
+        wal < 2 * 200 * 1024,
+        "the WAL grew to {wal} bytes: not checkpointed"
+    );
+
+    // Turned off as SQLite is asked: no hook, no checkpoint.
+    let (_dir2, path2) = common::temp_db("off.db");
+    let off = ConnectOptions::new(&path2)
+        .pragma("wal_autocheckpoint", "0")
+        .open()
+        .await
+        .expect("open");
+    off.execute_script("CREATE TABLE t(b BLOB)")
+        .await
+        .expect("schema");
+    off.execute("INSERT INTO t VALUES (zeroblob(1024 * 1024))", ())
+        .await
+        .expect("insert");
+    assert_eq!(off.metrics().checkpoints.count, 0);
+}

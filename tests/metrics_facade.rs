@@ -170,5 +170,31 @@ async fn the_facade_sees_what_the_snapshot_counts() {
         recorder.histogram(&writer("aiolite_exec_seconds")).len() as u64,
         snapshot.writer.exec.count
     );
+    for (name, counted) in [
+        (
+            "aiolite_statement_cache_hits_total",
+            snapshot.writer.statement_cache_hits,
+        ),
+        (
+            "aiolite_statement_cache_misses_total",
+            snapshot.writer.statement_cache_misses,
+        ),
+    ] {
+        assert_eq!(recorder.counter(&writer(name)), counted, "{name}");
+    }
+    assert!(
+        snapshot.writer.statement_cache_hits >= 2,
+        "{:?}",
+        snapshot.writer
+    );
+
+    // A commit past wal_autocheckpoint pages (1000 by default): one
+    // automatic checkpoint, timed on both sides.
+    db.execute("INSERT INTO t VALUES (zeroblob(5 * 1024 * 1024))", ())
+        .await
+        .expect("big write");
+    let checkpoints = recorder.histogram(&writer("aiolite_checkpoint_seconds"));
+    assert_eq!(checkpoints.len(), 1, "{checkpoints:?}");
+    assert_eq!(db.metrics().writer.checkpoints.count, 1);
     db.close().await.expect("close");
 }

@@ -40,6 +40,12 @@ mod stream;
 mod transaction;
 mod worker;
 
+/// For aiolite's own crates: not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::worker::prepare_cached;
+}
+
 pub use backup::{Backup, BackupProgress};
 pub use blob::Blob;
 pub use connection::{Connection, Resources};

@@ -3,7 +3,8 @@
 //! with serde: requests, their wait in the queue and their execution
 //! (histograms), cancellations and interrupts, `SQLITE_BUSY` errors,
 //! transaction leases and how long they held the connection, read batches,
-//! group commits, what is held open right now, and the WAL's size.
+//! group commits, statement-cache hits and misses, automatic checkpoints and
+//! their durations, what is held open right now, and the WAL's size.
 //!
 //! The counters are atomics the worker bumps as it goes (relaxed: each one
 //! is exact, a snapshot is not one instant across all of them). What the
@@ -92,6 +93,9 @@ pub(crate) struct Stats {
     read_batch_requests: AtomicU64,
     group_commits: AtomicU64,
     group_members: AtomicU64,
+    statement_cache_hits: AtomicU64,
+    statement_cache_misses: AtomicU64,
+    checkpoints: Histo,
     #[cfg(feature = "metrics")]
     facade: std::sync::OnceLock<facade::Facade>,
 }
@@ -188,6 +192,37 @@ impl Stats {
         }
     }
 
+    /// A statement aiolite asked for came from the connection's statement
+    /// cache (`hit`), or had to be prepared.
+    pub(crate) fn statement_prepared(&self, hit: bool) {
+        bump(
+            if hit {
+                &self.statement_cache_hits
+            } else {
+                &self.statement_cache_misses
+            },
+            1,
+        );
+        #[cfg(feature = "metrics")]
+        if let Some(f) = self.facade.get() {
+            if hit {
+                f.statement_cache_hits.increment(1);
+            } else {
+                f.statement_cache_misses.increment(1);
+            }
+        }
+    }
+
+    /// An automatic checkpoint (after a commit grew the WAL past
+    /// `wal_autocheckpoint` pages) took `took`.
+    pub(crate) fn checkpointed(&self, took: Duration) {
+        self.checkpoints.record(took);
+        #[cfg(feature = "metrics")]
+        if let Some(f) = self.facade.get() {
+            f.checkpoint.record(took.as_secs_f64());
+        }
+    }
+
     /// A group commit made `members` transactions or writes durable.
     pub(crate) fn group_commit(&self, members: u64) {
         bump(&self.group_commits, 1);
@@ -223,6 +258,9 @@ mod facade {
         pub(super) read_batch_requests: Counter,
         pub(super) group_commits: Counter,
         pub(super) group_members: Counter,
+        pub(super) statement_cache_hits: Counter,
+        pub(super) statement_cache_misses: Counter,
+        pub(super) checkpoint: Histogram,
     }
 
     impl Facade {
@@ -246,6 +284,9 @@ mod facade {
                 read_batch_requests: labelled!(counter, "aiolite_read_batch_requests_total"),
                 group_commits: labelled!(counter, "aiolite_group_commits_total"),
                 group_members: labelled!(counter, "aiolite_group_members_total"),
+                statement_cache_hits: labelled!(counter, "aiolite_statement_cache_hits_total"),
+                statement_cache_misses: labelled!(counter, "aiolite_statement_cache_misses_total"),
+                checkpoint: labelled!(histogram, "aiolite_checkpoint_seconds"),
             }
         }
     }
@@ -324,6 +365,20 @@ pub struct ConnectionMetrics {
     pub group_commits: u64,
     /// Transactions and writes those made durable.
     pub group_members: u64,
+    /// Statements aiolite prepared that came from the connection's
+    /// statement cache (every query method, the typed layer, migrations; not
+    /// what a `call` closure prepares itself). A statement that went back to
+    /// the cache without ever running counts as a miss when next taken.
+    pub statement_cache_hits: u64,
+    /// Statements aiolite had to prepare (not in the cache, or evicted: see
+    /// `ConnectOptions::statement_cache_capacity`).
+    pub statement_cache_misses: u64,
+    /// Automatic checkpoints (run after a commit that left the WAL at
+    /// `wal_autocheckpoint` pages or more, as SQLite's own would) and how long
+    /// each took. Only where aiolite runs them: a file in WAL mode; setting
+    /// `PRAGMA wal_autocheckpoint` by hand gives them back to SQLite, which
+    /// then checkpoints unseen.
+    pub checkpoints: Histogram,
     /// Statements parked by open streams now.
     pub parked_statements: usize,
     /// Open blob handles now.
@@ -357,6 +412,9 @@ impl ConnectionMetrics {
             read_batch_requests: load(&stats.read_batch_requests),
             group_commits: load(&stats.group_commits),
             group_members: load(&stats.group_members),
+            statement_cache_hits: load(&stats.statement_cache_hits),
+            statement_cache_misses: load(&stats.statement_cache_misses),
+            checkpoints: stats.checkpoints.snapshot(),
             parked_statements,
             open_blobs,
             oldest_snapshot_secs: oldest_snapshot.map(|d| d.as_secs_f64()),

@@ -341,9 +341,10 @@ struct Applied {
 }
 
 fn history(conn: &rusqlite::Connection) -> Result<Vec<Applied>> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT version, name, checksum FROM {HISTORY} ORDER BY version"
-    ))?;
+    let mut stmt = crate::worker::prepare_cached(
+        conn,
+        &format!("SELECT version, name, checksum FROM {HISTORY} ORDER BY version"),
+    )?;
     let rows = stmt.query_map([], |r| {
         Ok(Applied {
             version: r.get(0)?,

@@ -217,8 +217,7 @@ pub trait Executor: Handle {
             let (plan, values) = built?;
             let assigned = Handle::__write(self, move |conn| {
                 let (sql, skip) = plan.choose::<M>(conn)?;
-                let mut stmt = conn
-                    .prepare_cached(sql)
+                let mut stmt = aiolite_conn::__private::prepare_cached(conn, sql)
                     .map_err(|e| Error::from(e).attach_sql(sql))?;
                 model::bind_row(&mut stmt, &values, skip).map_err(|e| e.attach_sql(sql))?;
                 stmt.raw_execute()
@@ -253,8 +252,7 @@ pub trait Executor: Handle {
             let (plan, values) = built?;
             Handle::__write(self, move |conn| {
                 let (sql, skip) = plan.choose::<M>(conn)?;
-                let mut stmt = conn
-                    .prepare_cached(sql)
+                let mut stmt = aiolite_conn::__private::prepare_cached(conn, sql)
                     .map_err(|e| Error::from(e).attach_sql(sql))?;
                 model::bind_row(&mut stmt, &values, skip).map_err(|e| e.attach_sql(sql))?;
                 let mut rows = stmt.raw_query();
@@ -313,8 +311,7 @@ pub trait Executor: Handle {
                 let (sql, skip) = plan.choose::<M>(&sp)?;
                 let mut rowids = Vec::with_capacity(values.len());
                 {
-                    let mut stmt = sp
-                        .prepare_cached(sql)
+                    let mut stmt = aiolite_conn::__private::prepare_cached(&sp, sql)
                         .map_err(|e| Error::from(e).attach_sql(sql))?;
                     for row in &values {
                         model::bind_row(&mut stmt, row, skip).map_err(|e| e.attach_sql(sql))?;

@@ -205,7 +205,8 @@ pub(crate) fn bind_row(
 /// key column of a rowid table, declared `INTEGER` (SQLite's rule; `INT`,
 /// `BIGINT` or `INTEGER PRIMARY KEY DESC` are not, and get a separate index).
 pub(crate) fn key_is_rowid<M: Model>(conn: &rusqlite::Connection) -> Result<bool> {
-    let mut stmt = conn.prepare_cached(
+    let mut stmt = aiolite_conn::__private::prepare_cached(
+        conn,
         "SELECT (SELECT count(*) FROM pragma_table_info(?1) WHERE pk > 0) = 1
             AND EXISTS (SELECT 1 FROM pragma_table_info(?1)
                         WHERE pk > 0 AND name = ?2 COLLATE NOCASE AND upper(type) = 'INTEGER')

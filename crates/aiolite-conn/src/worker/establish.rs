@@ -23,6 +23,7 @@ impl Worker {
         shared
             .stats
             .label(&opts.display_path().to_string_lossy(), role);
+        serve_on_this_thread(&shared);
         let path = opts.display_path();
         let mut conn = {
             let _guard = crate::sqlite::open_close_guard();
@@ -61,6 +62,7 @@ impl Worker {
         }
         install_progress_handler(&mut conn, &shared, None)?;
         install_commit_hook(&mut conn, &shared, None)?;
+        install_checkpoint_hook(&mut conn, &shared, opts.slow_statement)?;
         // SAFETY: the alias is a second, non-owning `rusqlite::Connection` over
         // the same `sqlite3*`. It is used only on this thread, only to prepare
         // the statements parked by streams, so that `call` can still hand out
@@ -97,6 +99,44 @@ impl Worker {
             group: Group::new(opts.group_commit),
         })
     }
+}
+
+/// aiolite runs SQLite's automatic checkpoint itself, to time and count it.
+/// A WAL hook replaces SQLite's default one (`sqlite3WalDefaultHook`), so
+/// this one does what that did: after a commit that leaves the WAL at
+/// `wal_autocheckpoint` pages or more, a PASSIVE checkpoint, whose outcome
+/// does not touch the commit (which has happened). Left to SQLite where
+/// there is no WAL, or automatic checkpoints are off.
+fn install_checkpoint_hook(
+    conn: &mut rusqlite::Connection,
+    shared: &Arc<Shared>,
+    slow: Duration,
+) -> Result<()> {
+    let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0))?;
+    let pages: i64 = conn.pragma_query_value(None, "wal_autocheckpoint", |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") || pages <= 0 {
+        return Ok(());
+    }
+    let threshold = std::ffi::c_int::try_from(pages).unwrap_or(std::ffi::c_int::MAX);
+    let shared = Arc::clone(shared);
+    conn.wal_hook(Some(
+        move |wal: &mut rusqlite::hooks::Wal, frames: std::ffi::c_int| {
+            if frames >= threshold {
+                let started = Instant::now();
+                let outcome = wal.checkpoint_v2(rusqlite::wal::CheckpointMode::PASSIVE);
+                let took = started.elapsed();
+                shared.stats.checkpointed(took);
+                super::events::checkpoint(frames, outcome.as_ref().ok(), took, slow);
+                if let Err(e) = outcome {
+                    // SQLite's own hook ignores it too: a reader in the way
+                    // (BUSY) is the common case, and the next commit retries.
+                    tracing::debug!(error = %e, "automatic checkpoint did not run");
+                }
+            }
+            Ok(())
+        },
+    ))?;
+    Ok(())
 }
 
 /// Runs the open-time configuration: safe defaults, then the pragmas.

@@ -63,6 +63,31 @@ pub(crate) fn group_commit(members: usize, exec: Duration, slow: Duration) {
     }
 }
 
+/// An automatic checkpoint after a commit that left `frames` frames in the
+/// WAL: how many it copied back (`None`: it did not run), and how long it
+/// took. It runs inside the COMMIT's request, so that request's time
+/// includes it.
+pub(crate) fn checkpoint(frames: i32, done: Option<&(i32, i32)>, took: Duration, slow: Duration) {
+    let checkpointed = done.map_or(-1, |&(_, copied)| copied);
+    if took >= slow {
+        tracing::warn!(
+            db.system = "sqlite",
+            wal_frames = frames,
+            checkpointed,
+            exec_us = micros(took),
+            "slow checkpoint"
+        );
+    } else {
+        tracing::debug!(
+            db.system = "sqlite",
+            wal_frames = frames,
+            checkpointed,
+            exec_us = micros(took),
+            "checkpoint"
+        );
+    }
+}
+
 /// A stream's statement was parked after its first chunk.
 pub(crate) fn stream_opened(sql: &str) {
     tracing::debug!(

@@ -22,6 +22,7 @@ impl Worker {
             .conn
             .prepare_cached(sql)
             .map_err(|e| Error::with_sql(e, sql))?;
+        self.shared.stats.statement_prepared(from_cache(&stmt));
         if self.read_batch.get() && !stmt.readonly() {
             // It writes: it must run in autocommit as it would alone.
             self.end_read_batch();
@@ -184,7 +185,7 @@ impl Worker {
         {
             return replay(stmt);
         }
-        let Ok(mut packed) = self.conn.prepare_cached(&pack.sql) else {
+        let Ok(mut packed) = prepare_cached(&self.conn, &pack.sql) else {
             // A lowered variable limit, say: the rows alone still work.
             return replay(stmt);
         };

@@ -505,6 +505,41 @@ pub(crate) struct Worker {
     group: Group,
 }
 
+thread_local! {
+    /// The connection this worker thread serves (one thread, one
+    /// connection), for code that holds only its `rusqlite::Connection`:
+    /// [`prepare_cached`] counts into its metrics.
+    static SERVING: RefCell<Option<Arc<Shared>>> = const { RefCell::new(None) };
+}
+
+fn serve_on_this_thread(shared: &Arc<Shared>) {
+    SERVING.with_borrow_mut(|s| *s = Some(Arc::clone(shared)));
+}
+
+/// Whether a statement `prepare_cached` returned came from the cache: a
+/// fresh one has never run, a cached one has (it went back after running).
+fn from_cache(stmt: &Statement<'_>) -> bool {
+    stmt.get_status(rusqlite::StatementStatus::Run) > 0
+}
+
+/// `conn.prepare_cached(sql)`, counted as a statement-cache hit or miss of
+/// the connection this worker thread serves: for aiolite's own statements
+/// inside closures (the typed layer's, migrations'). On another thread it
+/// only prepares.
+#[doc(hidden)]
+pub fn prepare_cached<'c>(
+    conn: &'c rusqlite::Connection,
+    sql: &str,
+) -> rusqlite::Result<CachedStatement<'c>> {
+    let stmt = conn.prepare_cached(sql)?;
+    SERVING.with_borrow(|s| {
+        if let Some(s) = s {
+            s.stats.statement_prepared(from_cache(&stmt));
+        }
+    });
+    Ok(stmt)
+}
+
 /// Spawns the worker thread, which opens and configures the connection.
 /// Returns once the connection is open (or failed to).
 pub(crate) async fn spawn(
@@ -1110,15 +1145,14 @@ impl Worker {
             }
         }
         self.shared.schema_epoch.fetch_add(1, Ordering::AcqRel);
-        let private = self
-            .conn
-            .prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM temp.sqlite_schema) \
+        let private = prepare_cached(
+            &self.conn,
+            "SELECT EXISTS (SELECT 1 FROM temp.sqlite_schema) \
                  OR (SELECT count(*) FROM pragma_database_list) > 2",
-            )
-            .and_then(|mut s| s.query_row([], |r| r.get::<_, bool>(0)))
-            // Unknown: the safe answer is that the readers cannot see it all.
-            .unwrap_or(true);
+        )
+        .and_then(|mut s| s.query_row([], |r| r.get::<_, bool>(0)))
+        // Unknown: the safe answer is that the readers cannot see it all.
+        .unwrap_or(true);
         self.shared.private_schema.store(private, Ordering::Release);
     }
 }
