@@ -1,7 +1,8 @@
 //! What aiolite tells `tracing`: each statement with its queue wait and its
 //! execution apart (a slow-statement warning counts both), BEGIN, COMMIT and
-//! ROLLBACK with their durations, a group commit with its members, and
-//! streams from open to close, under OpenTelemetry's database field names.
+//! ROLLBACK with their durations, a group commit with its members,
+//! automatic checkpoints, and streams from open to close, under
+//! OpenTelemetry's database field names.
 
 mod common;
 
@@ -156,4 +157,28 @@ async fn statements_transactions_and_streams_are_traced() {
     let group = line(&captured, &["group commit", "members="]);
     assert!(field(&group, "members") >= 1, "{group}");
     db.close().await.expect("close");
+
+    // 5. An automatic checkpoint, with the WAL's frames and its duration,
+    // in the span of the write whose commit ran it.
+    let conn = ConnectOptions::new(dir.path().join("c.db"))
+        .pragma("wal_autocheckpoint", "8")
+        .open()
+        .await
+        .expect("open");
+    conn.execute_script("CREATE TABLE c(b BLOB)")
+        .await
+        .expect("schema");
+    conn.execute("INSERT INTO c VALUES (zeroblob(64 * 1024))", ())
+        .instrument(tracing::info_span!("bulk"))
+        .await
+        .expect("write");
+    let checkpoint = line(&captured, &["checkpoint", "wal_frames="]);
+    assert!(field(&checkpoint, "wal_frames") >= 8, "{checkpoint}");
+    assert!(field(&checkpoint, "checkpointed") >= 8, "{checkpoint}");
+    assert!(checkpoint.contains("exec_us="), "{checkpoint}");
+    assert!(
+        checkpoint.contains("bulk"),
+        "in the writer's span: {checkpoint}"
+    );
+    conn.close().await.expect("close");
 }
