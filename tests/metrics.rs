@@ -136,7 +136,36 @@ async fn busy_errors_read_batches_and_group_commits_are_counted() {
         .expect_err("busy");
     assert!(e.is_busy(), "{e}");
     assert_eq!(other.metrics().busy_errors, 1);
+    // SQLite's schedule within 10 ms: sleeps of 1, 2, 5 and 2 ms, then BUSY
+    // (counted, not timed: the same four on any machine).
+    assert_eq!(other.metrics().busy_retries, 4);
+
+    // A writer that waits and then gets the lock: retries, no error.
+    let patient = ConnectOptions::new(&path)
+        .busy_timeout(Duration::from_secs(60))
+        .open()
+        .await
+        .expect("patient");
+    let waiting = {
+        let patient = patient.clone();
+        tokio::spawn(async move { patient.execute("INSERT INTO t VALUES (3)", ()).await })
+    };
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while patient.metrics().busy_retries == 0 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await
+    .expect("the patient writer waits on the lock");
     tx.commit().await.expect("commit");
+    waiting
+        .await
+        .expect("join")
+        .expect("the lock came free in time");
+    let m = patient.metrics();
+    assert!(m.busy_retries >= 1, "{m:?}");
+    assert_eq!(m.busy_errors, 0);
+    drop(patient);
 
     // Point reads queued together share one read transaction.
     let (release, held) = hold(&other).await;

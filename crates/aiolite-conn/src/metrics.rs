@@ -1,7 +1,8 @@
 //! What a connection and a pool have done since they opened, as a plain
 //! snapshot ([`Connection::metrics`], [`Database::metrics`]) that serializes
 //! with serde: requests, their wait in the queue and their execution
-//! (histograms), cancellations and interrupts, `SQLITE_BUSY` errors,
+//! (histograms), cancellations and interrupts, `SQLITE_BUSY` errors and the
+//! busy handler's retries before them,
 //! transaction leases and how long they held the connection, read batches,
 //! group commits, statement-cache hits and misses, automatic checkpoints and
 //! their durations, what is held open right now, and the WAL's size.
@@ -87,6 +88,7 @@ pub(crate) struct Stats {
     cancelled: AtomicU64,
     interrupted: AtomicU64,
     busy_errors: AtomicU64,
+    busy_retries: AtomicU64,
     leases: AtomicU64,
     lease_hold: Histo,
     read_batches: AtomicU64,
@@ -160,6 +162,16 @@ impl Stats {
         #[cfg(feature = "metrics")]
         if let Some(f) = self.facade.get() {
             f.busy_errors.increment(1);
+        }
+    }
+
+    /// SQLite's busy handler slept once, waiting for a lock another
+    /// connection held, before trying again.
+    pub(crate) fn busy_retry(&self) {
+        bump(&self.busy_retries, 1);
+        #[cfg(feature = "metrics")]
+        if let Some(f) = self.facade.get() {
+            f.busy_retries.increment(1);
         }
     }
 
@@ -252,6 +264,7 @@ mod facade {
         pub(super) cancelled: Counter,
         pub(super) interrupted: Counter,
         pub(super) busy_errors: Counter,
+        pub(super) busy_retries: Counter,
         pub(super) leases: Counter,
         pub(super) lease_hold: Histogram,
         pub(super) read_batches: Counter,
@@ -278,6 +291,7 @@ mod facade {
                 cancelled: labelled!(counter, "aiolite_cancelled_total"),
                 interrupted: labelled!(counter, "aiolite_interrupted_total"),
                 busy_errors: labelled!(counter, "aiolite_busy_errors_total"),
+                busy_retries: labelled!(counter, "aiolite_busy_retries_total"),
                 leases: labelled!(counter, "aiolite_leases_total"),
                 lease_hold: labelled!(histogram, "aiolite_lease_hold_seconds"),
                 read_batches: labelled!(counter, "aiolite_read_batches_total"),
@@ -353,6 +367,10 @@ pub struct ConnectionMetrics {
     /// Requests that failed with `SQLITE_BUSY` or `SQLITE_LOCKED` (another
     /// connection held a lock past the busy timeout).
     pub busy_errors: u64,
+    /// Times a statement slept in the busy handler, waiting for a lock
+    /// another connection (or process) held, before trying again: the
+    /// contention that did not (yet) become a busy error.
+    pub busy_retries: u64,
     /// Transaction guards (`begin()`) that leased the connection.
     pub leases: u64,
     /// How long each lease held the connection, from its BEGIN to its end.
@@ -406,6 +424,7 @@ impl ConnectionMetrics {
             cancelled: load(&stats.cancelled),
             interrupted: load(&stats.interrupted),
             busy_errors: load(&stats.busy_errors),
+            busy_retries: load(&stats.busy_retries),
             leases: load(&stats.leases),
             lease_hold: stats.lease_hold.snapshot(),
             read_batches: load(&stats.read_batches),
