@@ -136,36 +136,18 @@ async fn busy_errors_read_batches_and_group_commits_are_counted() {
         .expect_err("busy");
     assert!(e.is_busy(), "{e}");
     assert_eq!(other.metrics().busy_errors, 1);
-    // SQLite's schedule within 10 ms: sleeps of 1, 2, 5 and 2 ms, then BUSY
-    // (counted, not timed: the same four on any machine).
-    assert_eq!(other.metrics().busy_retries, 4);
-
-    // A writer that waits and then gets the lock: retries, no error.
-    let patient = ConnectOptions::new(&path)
-        .busy_timeout(Duration::from_secs(60))
-        .open()
+    // SQLite's busy handler waited (its own, not counted as aiolite's).
+    assert_eq!(other.metrics().busy_retries, 0);
+    // `PRAGMA busy_timeout` reads what was asked for: aiolite leaves SQLite's
+    // handler in place.
+    let ms: i64 = other
+        .fetch_one("PRAGMA busy_timeout", ())
         .await
-        .expect("patient");
-    let waiting = {
-        let patient = patient.clone();
-        tokio::spawn(async move { patient.execute("INSERT INTO t VALUES (3)", ()).await })
-    };
-    tokio::time::timeout(Duration::from_secs(20), async {
-        while patient.metrics().busy_retries == 0 {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    })
-    .await
-    .expect("the patient writer waits on the lock");
+        .expect("pragma")
+        .get(0)
+        .expect("ms");
+    assert_eq!(ms, 10);
     tx.commit().await.expect("commit");
-    waiting
-        .await
-        .expect("join")
-        .expect("the lock came free in time");
-    let m = patient.metrics();
-    assert!(m.busy_retries >= 1, "{m:?}");
-    assert_eq!(m.busy_errors, 0);
-    drop(patient);
 
     // Point reads queued together share one read transaction.
     let (release, held) = hold(&other).await;
@@ -325,6 +307,15 @@ async fn automatic_checkpoints_are_timed() {
         .await
         .expect("schema");
     assert_eq!(conn.metrics().checkpoints.count, 0);
+    // The threshold is aiolite's to apply now, and SQLite reports its own
+    // automatic checkpoint as off (documented on `checkpoints`).
+    let v: i64 = conn
+        .fetch_one("PRAGMA wal_autocheckpoint", ())
+        .await
+        .expect("pragma")
+        .get(0)
+        .expect("pages");
+    assert_eq!(v, 0);
     // Small commits leave the WAL under 16 pages: no checkpoint yet.
     conn.execute("INSERT INTO t VALUES (x'00')", ())
         .await

@@ -1,8 +1,8 @@
 //! What aiolite tells `tracing`: each statement with its queue wait and its
 //! execution apart (a slow-statement warning counts both), BEGIN, COMMIT and
 //! ROLLBACK with their durations, a group commit with its members,
-//! automatic checkpoints, and streams from open to close, under
-//! OpenTelemetry's database field names.
+//! automatic checkpoints, aiolite's own retries of SQLITE_BUSY, and streams
+//! from open to close, under OpenTelemetry's database field names.
 
 mod common;
 
@@ -180,5 +180,35 @@ async fn statements_transactions_and_streams_are_traced() {
         checkpoint.contains("bulk"),
         "in the writer's span: {checkpoint}"
     );
+    conn.close().await.expect("close");
+
+    // 6. A SQLITE_BUSY that SQLite's busy handler does not wait for
+    // (switching a file to WAL while another connection writes to it):
+    // aiolite retries it, says so, and counts it. The lock is released once
+    // the retry is seen, so nothing here depends on timing.
+    let fresh = dir.path().join("busy.db");
+    let holder = rusqlite::Connection::open(&fresh).expect("holder");
+    holder
+        .execute_batch("CREATE TABLE h(x); BEGIN IMMEDIATE; INSERT INTO h VALUES (1);")
+        .expect("hold the write lock");
+    let options = ConnectOptions::new(&fresh).busy_timeout(Duration::from_secs(60));
+    let opening = tokio::spawn(async move { options.open().await });
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while !captured
+            .text()
+            .contains("busy handler does not wait: retrying")
+        {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await
+    .expect("aiolite retries the WAL switch");
+    holder.execute_batch("COMMIT").expect("release");
+    drop(holder);
+    let conn = opening
+        .await
+        .expect("join")
+        .expect("open after the retries");
+    assert!(conn.metrics().busy_retries >= 1, "{:?}", conn.metrics());
     conn.close().await.expect("close");
 }

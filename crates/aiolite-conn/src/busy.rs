@@ -14,6 +14,12 @@ pub(crate) fn retry_busy<T>(timeout: Duration, mut f: impl FnMut() -> Result<T>)
     loop {
         match f() {
             Err(e) if e.is_busy() && Instant::now() < deadline => {
+                crate::metrics::busy_retried();
+                tracing::debug!(
+                    error = %e,
+                    pause_ms = pause.as_millis() as u64,
+                    "SQLITE_BUSY where SQLite's busy handler does not wait: retrying"
+                );
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_millis(50));
             }

@@ -43,7 +43,7 @@ mod worker;
 /// For aiolite's own crates: not part of the API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::worker::prepare_cached;
+    pub use crate::metrics::prepare_cached;
 }
 
 pub use backup::{Backup, BackupProgress};

@@ -1,8 +1,8 @@
 //! What a connection and a pool have done since they opened, as a plain
 //! snapshot ([`Connection::metrics`], [`Database::metrics`]) that serializes
 //! with serde: requests, their wait in the queue and their execution
-//! (histograms), cancellations and interrupts, `SQLITE_BUSY` errors and the
-//! busy handler's retries before them,
+//! (histograms), cancellations and interrupts, `SQLITE_BUSY` errors and
+//! aiolite's own retries of them,
 //! transaction leases and how long they held the connection, read batches,
 //! group commits, statement-cache hits and misses, automatic checkpoints and
 //! their durations, what is held open right now, and the WAL's size.
@@ -16,7 +16,9 @@
 //! [`Connection::metrics`]: crate::Connection::metrics
 //! [`Database::metrics`]: crate::Database::metrics
 
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -24,6 +26,53 @@ use serde::Serialize;
 /// Buckets of a [`Histogram`]: 1 us, 2 us, 4 us, ... 2^31 us (about 36
 /// minutes), and above.
 const BUCKETS: usize = 33;
+
+thread_local! {
+    /// The counters of the connection this worker thread serves (one
+    /// thread, one connection), for code that holds only its
+    /// `rusqlite::Connection`, or nothing: [`prepare_cached`] and
+    /// [`busy_retried`] count into them.
+    static SERVING: RefCell<Option<Arc<Stats>>> = const { RefCell::new(None) };
+}
+
+/// Makes this (worker) thread's counts go to `stats`.
+pub(crate) fn serve_on_this_thread(stats: &Arc<Stats>) {
+    SERVING.with_borrow_mut(|s| *s = Some(Arc::clone(stats)));
+}
+
+fn on_this_thread(f: impl FnOnce(&Stats)) {
+    SERVING.with_borrow(|s| {
+        if let Some(s) = s {
+            f(s);
+        }
+    });
+}
+
+/// Whether a statement `prepare_cached` returned came from the cache: a
+/// fresh one has never run, a cached one has (it went back after running).
+pub(crate) fn from_cache(stmt: &rusqlite::Statement<'_>) -> bool {
+    stmt.get_status(rusqlite::StatementStatus::Run) > 0
+}
+
+/// `conn.prepare_cached(sql)`, counted as a statement-cache hit or miss of
+/// the connection this worker thread serves: for aiolite's own statements
+/// inside closures (the typed layer's, migrations'). On another thread it
+/// only prepares.
+#[doc(hidden)]
+pub fn prepare_cached<'c>(
+    conn: &'c rusqlite::Connection,
+    sql: &str,
+) -> rusqlite::Result<rusqlite::CachedStatement<'c>> {
+    let stmt = conn.prepare_cached(sql)?;
+    on_this_thread(|s| s.statement_prepared(from_cache(&stmt)));
+    Ok(stmt)
+}
+
+/// aiolite retried a `SQLITE_BUSY` itself (`busy::retry_busy`) on this
+/// thread's connection.
+pub(crate) fn busy_retried() {
+    on_this_thread(Stats::busy_retry);
+}
 
 /// Durations in power-of-two microsecond buckets.
 #[derive(Debug)]
@@ -165,8 +214,8 @@ impl Stats {
         }
     }
 
-    /// SQLite's busy handler slept once, waiting for a lock another
-    /// connection held, before trying again.
+    /// aiolite slept once and retried a `SQLITE_BUSY` that SQLite's busy
+    /// handler does not cover (opening, WAL recovery, migrations' locks).
     pub(crate) fn busy_retry(&self) {
         bump(&self.busy_retries, 1);
         #[cfg(feature = "metrics")]
@@ -367,9 +416,13 @@ pub struct ConnectionMetrics {
     /// Requests that failed with `SQLITE_BUSY` or `SQLITE_LOCKED` (another
     /// connection held a lock past the busy timeout).
     pub busy_errors: u64,
-    /// Times a statement slept in the busy handler, waiting for a lock
-    /// another connection (or process) held, before trying again: the
-    /// contention that did not (yet) become a busy error.
+    /// Times aiolite itself retried a `SQLITE_BUSY` where SQLite's busy
+    /// handler does not wait (switching a new file to WAL, WAL recovery,
+    /// a migration's write lock while another process migrates): contention
+    /// that did not (yet) become a busy error. The waits inside SQLite's busy
+    /// handler (`busy_timeout`) are SQLite's, and not counted: counting them
+    /// would mean replacing its handler, and `PRAGMA busy_timeout` would then
+    /// read 0.
     pub busy_retries: u64,
     /// Transaction guards (`begin()`) that leased the connection.
     pub leases: u64,
@@ -393,9 +446,12 @@ pub struct ConnectionMetrics {
     pub statement_cache_misses: u64,
     /// Automatic checkpoints (run after a commit that left the WAL at
     /// `wal_autocheckpoint` pages or more, as SQLite's own would) and how long
-    /// each took. Only where aiolite runs them: a file in WAL mode; setting
-    /// `PRAGMA wal_autocheckpoint` by hand gives them back to SQLite, which
-    /// then checkpoints unseen.
+    /// each took. aiolite runs them itself on a file in WAL mode, with the
+    /// threshold the connection had when it opened (1000 pages unless
+    /// `ConnectOptions::pragma("wal_autocheckpoint", ..)` said otherwise):
+    /// SQLite then reports its own as off, so `PRAGMA wal_autocheckpoint`
+    /// reads 0. Setting that pragma later gives checkpoints back to SQLite,
+    /// which then runs them unseen.
     pub checkpoints: Histogram,
     /// Statements parked by open streams now.
     pub parked_statements: usize,

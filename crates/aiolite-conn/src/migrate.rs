@@ -341,7 +341,7 @@ struct Applied {
 }
 
 fn history(conn: &rusqlite::Connection) -> Result<Vec<Applied>> {
-    let mut stmt = crate::worker::prepare_cached(
+    let mut stmt = crate::metrics::prepare_cached(
         conn,
         &format!("SELECT version, name, checksum FROM {HISTORY} ORDER BY version"),
     )?;

@@ -23,7 +23,7 @@ impl Worker {
         shared
             .stats
             .label(&opts.display_path().to_string_lossy(), role);
-        serve_on_this_thread(&shared);
+        crate::metrics::serve_on_this_thread(&shared.stats);
         let path = opts.display_path();
         let mut conn = {
             let _guard = crate::sqlite::open_close_guard();
@@ -32,11 +32,6 @@ impl Worker {
             // The first pragmas touch the file; keep them under the lock too
             // (where there is one: only an SQLite older than 3.51.2 needs it).
             if let Err(e) = configure(&conn, opts) {
-                let _ = conn.close();
-                return Err(Error::opening(&path, e));
-            }
-            let mut conn = conn;
-            if let Err(e) = install_busy_handler(&mut conn, &shared, opts.busy_timeout) {
                 let _ = conn.close();
                 return Err(Error::opening(&path, e));
             }
@@ -104,40 +99,6 @@ impl Worker {
             group: Group::new(opts.group_commit),
         })
     }
-}
-
-/// SQLite's own busy handler (`sqliteDefaultBusyCallback`: the same
-/// schedule of sleeps, 1 ms growing to 100 ms, within the busy timeout),
-/// counting each sleep as a busy retry for the metrics. Installed before the
-/// user's init hook, which may replace it with one of its own.
-fn install_busy_handler(
-    conn: &mut rusqlite::Connection,
-    shared: &Arc<Shared>,
-    timeout: Duration,
-) -> Result<()> {
-    const DELAYS_MS: [i64; 12] = [1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100];
-    const TOTALS_MS: [i64; 12] = [0, 1, 3, 8, 18, 33, 53, 78, 103, 128, 178, 228];
-    let timeout_ms = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX);
-    let shared = Arc::clone(shared);
-    conn.busy_handler(Some(move |count: i32| {
-        let count = i64::from(count.max(0));
-        let (delay, prior) = match usize::try_from(count) {
-            Ok(n) if n < DELAYS_MS.len() => (DELAYS_MS[n], TOTALS_MS[n]),
-            _ => (100, 228 + 100 * (count - 11)),
-        };
-        let delay = if prior + delay > timeout_ms {
-            timeout_ms - prior
-        } else {
-            delay
-        };
-        if delay <= 0 {
-            return false;
-        }
-        shared.stats.busy_retry();
-        std::thread::sleep(Duration::from_millis(delay.unsigned_abs()));
-        true
-    }))?;
-    Ok(())
 }
 
 /// aiolite runs SQLite's automatic checkpoint itself, to time and count it.

@@ -22,7 +22,9 @@ impl Worker {
             .conn
             .prepare_cached(sql)
             .map_err(|e| Error::with_sql(e, sql))?;
-        self.shared.stats.statement_prepared(from_cache(&stmt));
+        self.shared
+            .stats
+            .statement_prepared(crate::metrics::from_cache(&stmt));
         if self.read_batch.get() && !stmt.readonly() {
             // It writes: it must run in autocommit as it would alone.
             self.end_read_batch();
@@ -185,7 +187,7 @@ impl Worker {
         {
             return replay(stmt);
         }
-        let Ok(mut packed) = prepare_cached(&self.conn, &pack.sql) else {
+        let Ok(mut packed) = crate::metrics::prepare_cached(&self.conn, &pack.sql) else {
             // A lowered variable limit, say: the rows alone still work.
             return replay(stmt);
         };

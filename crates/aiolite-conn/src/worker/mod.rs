@@ -222,7 +222,7 @@ pub(crate) struct Shared {
     /// too (`Channel::execute`).
     pub(crate) groups_writes: AtomicBool,
     /// What the worker has done (see `metrics`).
-    pub(crate) stats: crate::metrics::Stats,
+    pub(crate) stats: Arc<crate::metrics::Stats>,
     /// When the oldest parked statement took its snapshot, in milliseconds
     /// since [`process_epoch`] plus one (0: none), for `Resources`.
     pub(crate) oldest_snapshot: AtomicU64,
@@ -503,41 +503,6 @@ pub(crate) struct Worker {
     read_batch: Cell<bool>,
     /// Group commit (the pool's writer, when asked for).
     group: Group,
-}
-
-thread_local! {
-    /// The connection this worker thread serves (one thread, one
-    /// connection), for code that holds only its `rusqlite::Connection`:
-    /// [`prepare_cached`] counts into its metrics.
-    static SERVING: RefCell<Option<Arc<Shared>>> = const { RefCell::new(None) };
-}
-
-fn serve_on_this_thread(shared: &Arc<Shared>) {
-    SERVING.with_borrow_mut(|s| *s = Some(Arc::clone(shared)));
-}
-
-/// Whether a statement `prepare_cached` returned came from the cache: a
-/// fresh one has never run, a cached one has (it went back after running).
-fn from_cache(stmt: &Statement<'_>) -> bool {
-    stmt.get_status(rusqlite::StatementStatus::Run) > 0
-}
-
-/// `conn.prepare_cached(sql)`, counted as a statement-cache hit or miss of
-/// the connection this worker thread serves: for aiolite's own statements
-/// inside closures (the typed layer's, migrations'). On another thread it
-/// only prepares.
-#[doc(hidden)]
-pub fn prepare_cached<'c>(
-    conn: &'c rusqlite::Connection,
-    sql: &str,
-) -> rusqlite::Result<CachedStatement<'c>> {
-    let stmt = conn.prepare_cached(sql)?;
-    SERVING.with_borrow(|s| {
-        if let Some(s) = s {
-            s.stats.statement_prepared(from_cache(&stmt));
-        }
-    });
-    Ok(stmt)
 }
 
 /// Spawns the worker thread, which opens and configures the connection.
@@ -1145,7 +1110,7 @@ impl Worker {
             }
         }
         self.shared.schema_epoch.fetch_add(1, Ordering::AcqRel);
-        let private = prepare_cached(
+        let private = crate::metrics::prepare_cached(
             &self.conn,
             "SELECT EXISTS (SELECT 1 FROM temp.sqlite_schema) \
                  OR (SELECT count(*) FROM pragma_database_list) > 2",
