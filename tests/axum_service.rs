@@ -199,8 +199,34 @@ async fn crud_answers_and_errors_map_to_statuses() {
         assert!(text.contains(says), "{text}");
         assert!(!text.contains("INSERT"), "SQL leaked to the client: {text}");
     }
-    let (status, _) = s.post("/accounts", json!({"email": "missing owner"})).await;
-    assert!(status.is_client_error(), "{status}");
+    // A body that is not the JSON asked for answers in the same error body.
+    let (status, body) = s.post("/accounts", json!({"email": "missing owner"})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(error_text(&body).contains("owner"), "{body}");
+    let raw = |body: &'static str, content_type: &'static str| {
+        s.http
+            .post(format!("{}/accounts", s.base))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    for (body, content_type, want) in [
+        ("{not json", "application/json", StatusCode::BAD_REQUEST),
+        (
+            r#"{"owner":"x","email":"y@z.io"}"#,
+            "text/plain",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+    ] {
+        let resp = within("raw post", raw(body, content_type))
+            .await
+            .expect("post");
+        assert_eq!(resp.status(), want, "{body}");
+        let answer: Value = within("body", resp.json())
+            .await
+            .expect("a JSON error body");
+        assert!(!error_text(&answer).is_empty());
+    }
 
     let (status, body) = s.get("/accounts/999").await;
     assert_eq!(

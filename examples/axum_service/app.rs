@@ -9,7 +9,8 @@ use std::time::Instant;
 use aiolite::prelude::*;
 use aiolite::{Database, DatabaseBuilder};
 use axum::body::Body;
-use axum::extract::{MatchedPath, Path, Query as QueryString, Request, State};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, MatchedPath, Path, Query as QueryString, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -140,7 +141,29 @@ pub(crate) enum ApiError {
     NotFound(String),
     Conflict(String),
     Invalid(String),
+    /// A body axum could not read as the JSON asked for (malformed, a field
+    /// missing or mistyped, not `application/json`), with axum's status.
+    Body(StatusCode, String),
     Db(aiolite::Error),
+}
+
+/// `Json<T>`, whose rejections answer in the same `{"error": ..}` body as
+/// every other failure, not axum's plain text.
+pub(crate) struct ApiJson<T>(pub(crate) T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(request, state).await {
+            Ok(Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) => Err(ApiError::Body(rejection.status(), rejection.body_text())),
+        }
+    }
 }
 
 impl From<aiolite::Error> for ApiError {
@@ -155,6 +178,7 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, m),
             ApiError::Invalid(m) => (StatusCode::UNPROCESSABLE_ENTITY, m),
+            ApiError::Body(status, m) => (status, m),
             // The request broke a rule the schema states: the client's to fix.
             ApiError::Db(e) if e.is_unique_violation() || e.is_foreign_key_violation() => {
                 (StatusCode::CONFLICT, e.message())
@@ -196,7 +220,7 @@ type ApiResult<T> = Result<T, ApiError>;
 
 async fn create_account(
     State(s): State<AppState>,
-    Json(new): Json<NewAccount>,
+    ApiJson(new): ApiJson<NewAccount>,
 ) -> ApiResult<(StatusCode, Json<Account>)> {
     let account = Account {
         id: 0,
@@ -252,7 +276,7 @@ async fn list_accounts(
 async fn update_account(
     State(s): State<AppState>,
     Path(id): Path<i64>,
-    Json(patch): Json<AccountPatch>,
+    ApiJson(patch): ApiJson<AccountPatch>,
 ) -> ApiResult<Json<Account>> {
     // Read and write under one lease of the writer, so that the row written
     // is the row read. A client gone mid-way drops the guard: rolled back.
@@ -285,7 +309,7 @@ async fn delete_account(State(s): State<AppState>, Path(id): Path<i64>) -> ApiRe
 /// Moves `amount` between two accounts and records it, all or nothing.
 async fn transfer(
     State(s): State<AppState>,
-    Json(t): Json<NewTransfer>,
+    ApiJson(t): ApiJson<NewTransfer>,
 ) -> ApiResult<(StatusCode, Json<Transfer>)> {
     if t.amount <= 0 {
         return Err(ApiError::Invalid("amount must be positive".into()));
