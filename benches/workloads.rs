@@ -6,7 +6,8 @@
 //! thread, for comparison). Transactions use the `begin()` guard, the form
 //! users write first; W6closure and W7closure are the same work through the
 //! `transaction(|tx| ..)` closure, W6conn W6 on one `Connection`; W6exec
-//! is W6 as single `execute` writes, W6groupexec those with group commit.
+//! is W6 as single `execute` writes, W6groupexec those with group commit;
+//! W7group is W7 on a group-commit pool.
 //! W3held is
 //! W3 with a partly read stream held open on every reader (aiolite only).
 //!
@@ -236,7 +237,7 @@ fn options(path: &Path, workload: &str) -> ConnectOptions {
 async fn pool(path: &Path, workload: &str) -> Database {
     Database::builder(path)
         .readers(READERS)
-        .group_commit(matches!(workload, "W6group" | "W6groupexec"))
+        .group_commit(matches!(workload, "W6group" | "W6groupexec" | "W7group"))
         .options(options(path, workload))
         .open()
         .await
@@ -459,7 +460,7 @@ fn run_rusqlite(workload: &str, db: &Path, scale: &Scale) -> Outcome {
             }
             Outcome::rate(total as f64, started)
         }
-        "W7" | "W7closure" => {
+        "W7" | "W7closure" | "W7group" => {
             // One thread per reader connection plus one writer thread: the
             // writes serialize on SQLite's lock anyway.
             let stop = Arc::new(AtomicBool::new(false));
@@ -814,7 +815,7 @@ async fn run_aiolite(
         // The writers write through a transaction each, in the guard form
         // (W7) or the closure form (W7closure): the baseline's writer is one
         // autocommit INSERT per transaction, the same work.
-        "W7" | "W7closure" => {
+        "W7" | "W7closure" | "W7group" => {
             let db = pool(db, workload).await;
             let target = Target::Db(db.clone());
             let stop = Arc::new(AtomicBool::new(false));
@@ -932,7 +933,7 @@ async fn run_aiolite(
     }
 }
 
-const WORKLOADS: [&str; 16] = [
+const WORKLOADS: [&str; 17] = [
     "W1",
     "W2",
     "W3",
@@ -948,6 +949,7 @@ const WORKLOADS: [&str; 16] = [
     "W6groupexec",
     "W7",
     "W7closure",
+    "W7group",
     "W8",
 ];
 
@@ -1046,6 +1048,7 @@ fn contestants_for(workload: &str, all: &[Contestant]) -> Vec<usize> {
                     | "W6exec"
                     | "W6groupexec"
                     | "W7closure"
+                    | "W7group"
             ) =>
             {
                 false
@@ -1133,7 +1136,7 @@ fn main() {
             continue;
         }
         let db = match workload {
-            "W1" | "W2" | "W3" | "W3held" | "W7" | "W7closure" => point_db.clone(),
+            "W1" | "W2" | "W3" | "W3held" | "W7" | "W7closure" | "W7group" => point_db.clone(),
             "W5" | "W5derive" => bulk_db.clone(),
             _ => dir.path().join(format!("{workload}.db")),
         };

@@ -266,7 +266,7 @@ impl Report<'_> {
              and W8 on a `Database` (1 writer + 4 readers), transactions with the `begin()` \
              guard; `aiolite-db` runs W1, W2, W4 and W5 on a `Database` too. W6conn is W6 on \
              one `Connection`, W6closure and W7closure use `transaction(|tx| ..)`, W6group \
-             `group_commit(true)`, W6exec single `execute` writes and W6groupexec those with \
+             and W7group `group_commit(true)`, W6exec single `execute` writes and W6groupexec those with \
              group commit; W5derive decodes into a `#[derive(FromRow)]` struct.\n"
         );
         let _ = writeln!(
@@ -295,7 +295,7 @@ impl Report<'_> {
                             "W1" => c += &format!(" ({:.1} us)", m.p50),
                             "W5" => c += &format!(", {:.1} MiB", m.rss_kb / 1024.0),
                             "W8" => c += &format!(" (p99 {:.0} us)", m.p99),
-                            "W7" | "W7closure" => {
+                            "W7" | "W7closure" | "W7group" => {
                                 c += &format!(
                                     "; writes {} **{:.2}**, {:.0} errors",
                                     human(m.writes),
