@@ -155,6 +155,13 @@ async fn the_facade_sees_what_the_snapshot_counts() {
         snapshot.writer.group_members
     );
     assert!(snapshot.writer.group_members >= 4);
+    // Each group's size, as a histogram: they add up to the members.
+    let sizes = recorder.histogram(&writer("aiolite_group_size"));
+    assert_eq!(sizes.len() as u64, snapshot.writer.group_commits);
+    assert_eq!(
+        sizes.iter().sum::<f64>(),
+        snapshot.writer.group_members as f64
+    );
     assert_eq!(
         recorder.counter(&reader("aiolite_requests_total")),
         snapshot.readers[0].requests

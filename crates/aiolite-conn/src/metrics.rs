@@ -250,6 +250,7 @@ impl Stats {
         if let Some(f) = self.facade.get() {
             f.read_batches.increment(1);
             f.read_batch_requests.increment(requests);
+            f.read_batch_size.record(requests as f64);
         }
     }
 
@@ -292,6 +293,7 @@ impl Stats {
         if let Some(f) = self.facade.get() {
             f.group_commits.increment(1);
             f.group_members.increment(members);
+            f.group_size.record(members as f64);
         }
     }
 }
@@ -318,8 +320,10 @@ mod facade {
         pub(super) lease_hold: Histogram,
         pub(super) read_batches: Counter,
         pub(super) read_batch_requests: Counter,
+        pub(super) read_batch_size: Histogram,
         pub(super) group_commits: Counter,
         pub(super) group_members: Counter,
+        pub(super) group_size: Histogram,
         pub(super) statement_cache_hits: Counter,
         pub(super) statement_cache_misses: Counter,
         pub(super) checkpoint: Histogram,
@@ -345,8 +349,10 @@ mod facade {
                 lease_hold: labelled!(histogram, "aiolite_lease_hold_seconds"),
                 read_batches: labelled!(counter, "aiolite_read_batches_total"),
                 read_batch_requests: labelled!(counter, "aiolite_read_batch_requests_total"),
+                read_batch_size: labelled!(histogram, "aiolite_read_batch_size"),
                 group_commits: labelled!(counter, "aiolite_group_commits_total"),
                 group_members: labelled!(counter, "aiolite_group_members_total"),
+                group_size: labelled!(histogram, "aiolite_group_size"),
                 statement_cache_hits: labelled!(counter, "aiolite_statement_cache_hits_total"),
                 statement_cache_misses: labelled!(counter, "aiolite_statement_cache_misses_total"),
                 checkpoint: labelled!(histogram, "aiolite_checkpoint_seconds"),
@@ -428,7 +434,9 @@ pub struct ConnectionMetrics {
     pub leases: u64,
     /// How long each lease held the connection, from its BEGIN to its end.
     pub lease_hold: Histogram,
-    /// Read transactions shared by point reads queued together.
+    /// Read transactions shared by point reads queued together (with the
+    /// `metrics` feature, each one's size also goes to the
+    /// `aiolite_read_batch_size` histogram; `aiolite_group_size` likewise).
     pub read_batches: u64,
     /// Requests answered inside those.
     pub read_batch_requests: u64,
