@@ -774,8 +774,9 @@ fn the_program_serves_and_stops_cleanly_on_sigterm() {
         assert!(text.contains("http_requests_total"), "{text}");
     });
 
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+    // The shell's own `kill`: no procps needed on the machine.
+    let killed = Command::new("sh")
+        .args(["-c", &format!("kill -TERM {}", child.id())])
         .status()
         .expect("kill");
     assert!(killed.success());
