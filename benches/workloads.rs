@@ -28,23 +28,19 @@ use std::time::{Duration, Instant};
 use aiolite::{ConnectOptions, Connection, Database, Synchronous};
 use futures_util::StreamExt;
 
-const SCHEMA: &str = "CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT NOT NULL,
-                       email TEXT NOT NULL, age INTEGER NOT NULL,
-                       created_at TEXT NOT NULL)";
-const POINT: &str = "SELECT * FROM users WHERE id = ?";
-const INSERT: &str = "INSERT INTO users(name, email, age, created_at) VALUES (?, ?, ?, ?)";
-const TASKS: usize = 64;
+/// What every contestant shares with the peers' programs: the statements,
+/// the scale, the ids, the clocks and W8's rules.
+#[path = "peers/harness.rs"]
+#[allow(unreachable_pub)] // `pub` for the peers, which use it as a module too
+mod harness;
+
+use harness::{
+    check_total, peak_rss_kb, percentile_us, transfer, transfers, user, Rng, Scale, Started, User,
+    ACCOUNTS, BALANCE, EVENT, INSERT, OPENING_BALANCE, POINT, READERS, SCHEMA, SET_BALANCE, TASKS,
+};
+
 /// W5derive: rounds of (hand-written, derived) scans per run.
 const DECODE_ROUNDS: usize = 4;
-const READERS: usize = 4;
-/// W8: accounts, and what each starts with.
-const ACCOUNTS: i64 = 1_000;
-const OPENING_BALANCE: i64 = 1_000;
-const BALANCE: &str = "SELECT balance FROM accounts WHERE id = ?";
-const SET_BALANCE: &str = "UPDATE accounts SET balance = ? WHERE id = ?";
-const EVENT: &str = "INSERT INTO events(at) VALUES (?)";
-
-type User = (i64, String, String, i64, String);
 
 /// W5 decoded into a struct on the worker: derived, or by hand.
 #[derive(aiolite::FromRow)]
@@ -86,116 +82,6 @@ macro_rules! read_user {
             $r.get(4).expect("created_at"),
         )
     };
-}
-
-struct Scale {
-    point_rows: i64,
-    w1_ops: usize,
-    w2_ops: usize,
-    bulk_rows: i64,
-    w6_tx_per_task: usize,
-    w7_secs: f64,
-    w8_tx_per_task: usize,
-}
-
-impl Scale {
-    fn from_env() -> Scale {
-        let f: f64 = std::env::var("AIOLITE_BENCH_SCALE")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(1.0);
-        let n = |base: f64| (base * f).max(1.0) as i64;
-        // benches/callgrind.sh: W1's and W2's operation counts alone, on
-        // the full table, so that two counts differ only by operations.
-        let ops: Option<usize> = std::env::var("AIOLITE_BENCH_OPS")
-            .ok()
-            .and_then(|s| s.parse().ok());
-        Scale {
-            point_rows: n(100_000.0),
-            w1_ops: ops.unwrap_or(n(50_000.0) as usize),
-            w2_ops: ops.unwrap_or(n(200_000.0) as usize),
-            bulk_rows: n(1_000_000.0),
-            w6_tx_per_task: n(200.0) as usize,
-            w7_secs: (5.0 * f).max(1.0),
-            w8_tx_per_task: n(400.0) as usize,
-        }
-    }
-}
-
-fn user(i: i64) -> (String, String, i64, String) {
-    (
-        format!("user{i}"),
-        format!("user{i}@example.com"),
-        18 + i % 60,
-        "2026-01-01T00:00:00Z".to_owned(),
-    )
-}
-
-/// xorshift64*: deterministic ids without a dependency.
-struct Rng(u64);
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(0x9E37_79B9_7F4A_7C15 ^ seed.wrapping_mul(0x2545_F491))
-    }
-    fn next_id(&mut self, max: i64) -> i64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % max as u64) as i64 + 1
-    }
-}
-
-fn peak_rss_kb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// When a measured section began: the wall clock, and the CPU time the whole
-/// process had used by then.
-#[derive(Clone, Copy)]
-struct Started {
-    at: Instant,
-    cpu: f64,
-}
-
-impl Started {
-    fn now() -> Started {
-        Started {
-            at: Instant::now(),
-            cpu: cpu_seconds(),
-        }
-    }
-
-    fn elapsed(&self) -> Duration {
-        self.at.elapsed()
-    }
-
-    /// CPU microseconds per operation since then, every thread counted, so
-    /// a lead bought with spinning threads shows as cost.
-    fn cpu_us_per(&self, ops: f64) -> f64 {
-        (cpu_seconds() - self.cpu) / ops.max(1.0) * 1e6
-    }
-}
-
-/// User + system CPU seconds of this process, all threads.
-#[allow(unsafe_code)]
-fn cpu_seconds() -> f64 {
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: `usage` is a valid, writable `rusage`; getrusage fills it.
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) } != 0 {
-        return 0.0;
-    }
-    // SAFETY: zeroed is a valid `rusage` (plain integers), and getrusage
-    // succeeded.
-    let usage = unsafe { usage.assume_init() };
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
 fn synchronous_for(workload: &str) -> Synchronous {
@@ -279,33 +165,6 @@ fn accounts(c: &rusqlite::Connection) {
         (ACCOUNTS, OPENING_BALANCE),
     )
     .expect("fill accounts");
-}
-
-/// W8's next transfer: two different accounts and an amount.
-fn transfer(rng: &mut Rng) -> (i64, i64, i64) {
-    let from = rng.next_id(ACCOUNTS);
-    let mut to = rng.next_id(ACCOUNTS);
-    while to == from {
-        to = rng.next_id(ACCOUNTS);
-    }
-    (from, to, rng.next_id(100))
-}
-
-/// Money is neither made nor lost: every transfer was one transaction.
-fn check_total(total: i64) {
-    assert_eq!(
-        total,
-        ACCOUNTS * OPENING_BALANCE,
-        "a transfer was lost or torn"
-    );
-}
-
-fn percentile_us(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i].as_secs_f64() * 1e6
 }
 
 #[derive(Default)]
@@ -877,45 +736,33 @@ async fn run_aiolite(
             accounts(&sync_conn(db, workload));
             let db = pool(db, workload).await;
             let started = Started::now();
-            let handles: Vec<_> = (0..TASKS)
-                .map(|t| {
-                    let (db, per_task) = (db.clone(), scale.w8_tx_per_task);
-                    tokio::spawn(async move {
-                        let mut rng = Rng::new(t as u64 + 1);
-                        let mut latencies = Vec::with_capacity(per_task);
-                        for _ in 0..per_task {
-                            let (from, to, amount) = transfer(&mut rng);
-                            let t = Instant::now();
-                            let tx = db.begin().await.expect("begin");
-                            let a: i64 = tx
-                                .fetch_one(BALANCE, (from,))
-                                .await
-                                .expect("a")
-                                .get(0)
-                                .expect("a");
-                            let b: i64 = tx
-                                .fetch_one(BALANCE, (to,))
-                                .await
-                                .expect("b")
-                                .get(0)
-                                .expect("b");
-                            tx.execute(SET_BALANCE, (a - amount, from))
-                                .await
-                                .expect("debit");
-                            tx.execute(SET_BALANCE, (b + amount, to))
-                                .await
-                                .expect("credit");
-                            tx.commit().await.expect("commit");
-                            latencies.push(t.elapsed());
-                        }
-                        latencies
-                    })
-                })
-                .collect();
-            let mut latencies = Vec::new();
-            for h in handles {
-                latencies.extend(h.await.expect("task"));
-            }
+            let client = db.clone();
+            let latencies = transfers(scale.w8_tx_per_task, move |from, to, amount| {
+                let db = client.clone();
+                async move {
+                    let tx = db.begin().await.expect("begin");
+                    let a: i64 = tx
+                        .fetch_one(BALANCE, (from,))
+                        .await
+                        .expect("a")
+                        .get(0)
+                        .expect("a");
+                    let b: i64 = tx
+                        .fetch_one(BALANCE, (to,))
+                        .await
+                        .expect("b")
+                        .get(0)
+                        .expect("b");
+                    tx.execute(SET_BALANCE, (a - amount, from))
+                        .await
+                        .expect("debit");
+                    tx.execute(SET_BALANCE, (b + amount, to))
+                        .await
+                        .expect("credit");
+                    tx.commit().await.expect("commit");
+                }
+            })
+            .await;
             let outcome = Outcome::rate(latencies.len() as f64, started);
             let total: i64 = db
                 .fetch_one("SELECT sum(balance) FROM accounts", ())

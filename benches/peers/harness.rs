@@ -1,7 +1,8 @@
-//! What every peer program shares (included with `#[path]`): the workloads'
-//! constants and sizes, the id generator, and the RESULT line. They match
-//! benches/workloads.rs, which runs the baseline and aiolite on the same
-//! files; benches/run.sh runs them all.
+//! What every contestant's program shares (included with `#[path]`): the
+//! workloads' constants and sizes, the id generator, the clocks, W8's rules
+//! and driver, and the RESULT line. benches/workloads.rs (the baseline and
+//! aiolite) includes it too, so all of them run from this one copy;
+//! benches/run.sh runs them all.
 
 #![allow(dead_code)]
 
@@ -24,7 +25,8 @@ pub const ACCOUNTS: i64 = 1_000;
 pub const OPENING_BALANCE: i64 = 1_000;
 pub const BALANCE: &str = "SELECT balance FROM accounts WHERE id = ?";
 pub const SET_BALANCE: &str = "UPDATE accounts SET balance = ? WHERE id = ?";
-pub const ACCOUNTS_SCHEMA: &str = "CREATE TABLE accounts(id INTEGER PRIMARY KEY, balance INTEGER NOT NULL);
+pub const ACCOUNTS_SCHEMA: &str =
+    "CREATE TABLE accounts(id INTEGER PRIMARY KEY, balance INTEGER NOT NULL);
      WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000)
      INSERT INTO accounts SELECT i, 1000 FROM n;";
 
@@ -47,10 +49,15 @@ impl Scale {
             .and_then(|s| s.parse().ok())
             .unwrap_or(1.0);
         let n = |base: f64| (base * f).max(1.0) as i64;
+        // benches/callgrind.sh: W1's and W2's operation counts alone, on
+        // the full table, so that two counts differ only by operations.
+        let ops: Option<usize> = std::env::var("AIOLITE_BENCH_OPS")
+            .ok()
+            .and_then(|s| s.parse().ok());
         Scale {
             point_rows: n(100_000.0),
-            w1_ops: n(50_000.0) as usize,
-            w2_ops: n(200_000.0) as usize,
+            w1_ops: ops.unwrap_or(n(50_000.0) as usize),
+            w2_ops: ops.unwrap_or(n(200_000.0) as usize),
             bulk_rows: n(1_000_000.0),
             w6_tx_per_task: n(200.0) as usize,
             w7_secs: (5.0 * f).max(1.0),
@@ -68,7 +75,8 @@ pub fn user(i: i64) -> (String, String, i64, String) {
     )
 }
 
-/// xorshift64*, seeded as in benches/workloads.rs: the same ids.
+/// xorshift64*: deterministic ids without a dependency, the same in every
+/// contestant.
 pub struct Rng(u64);
 impl Rng {
     pub fn new(seed: u64) -> Rng {
@@ -124,11 +132,15 @@ where
 
 /// Money is neither made nor lost: every transfer was one transaction.
 pub fn check_total(total: i64) {
-    assert_eq!(total, ACCOUNTS * OPENING_BALANCE, "a transfer was lost or torn");
+    assert_eq!(
+        total,
+        ACCOUNTS * OPENING_BALANCE,
+        "a transfer was lost or torn"
+    );
 }
 
 /// When a measured section began: the wall clock, and the CPU time the
-/// whole process had used by then (as in benches/workloads.rs).
+/// whole process had used by then.
 #[derive(Clone, Copy)]
 pub struct Started {
     at: Instant,
@@ -137,20 +149,25 @@ pub struct Started {
 
 impl Started {
     pub fn now() -> Started {
-        Started { at: Instant::now(), cpu: cpu_seconds() }
+        Started {
+            at: Instant::now(),
+            cpu: cpu_seconds(),
+        }
     }
 
     pub fn elapsed(&self) -> Duration {
         self.at.elapsed()
     }
 
-    /// CPU microseconds per operation since then, every thread counted.
+    /// CPU microseconds per operation since then, every thread counted, so
+    /// a lead bought with spinning threads shows as cost.
     pub fn cpu_us_per(&self, ops: f64) -> f64 {
         (cpu_seconds() - self.cpu) / ops.max(1.0) * 1e6
     }
 }
 
 /// User + system CPU seconds of this process, all threads.
+#[allow(unsafe_code)] // aiolite's workspace denies it; getrusage is the point
 fn cpu_seconds() -> f64 {
     let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
     // SAFETY: `usage` is a valid, writable `rusage`; getrusage fills it.
@@ -166,7 +183,11 @@ fn cpu_seconds() -> f64 {
 
 /// PRAGMAs of WORKLOADS.md: WAL, synchronous NORMAL (FULL for W6).
 pub fn pragmas(workload: &str) -> String {
-    let sync = if workload.starts_with("W6") { "FULL" } else { "NORMAL" };
+    let sync = if workload.starts_with("W6") {
+        "FULL"
+    } else {
+        "NORMAL"
+    };
     format!("PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA busy_timeout=5000;")
 }
 
@@ -217,7 +238,7 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-fn peak_rss_kb() -> u64 {
+pub fn peak_rss_kb() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -228,7 +249,7 @@ fn peak_rss_kb() -> u64 {
         .unwrap_or(0)
 }
 
-fn percentile_us(sorted: &[Duration], p: f64) -> f64 {
+pub fn percentile_us(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }

@@ -215,7 +215,6 @@ async fn run(workload: &str, db: &Path, s: &Scale) -> Outcome {
             c.conn(|c| c.execute_batch(ACCOUNTS_SCHEMA)).await.expect("accounts");
             let started = Started::now();
             let client = c.clone();
-            // Its way to a transaction: one `conn_mut` closure on the client's thread.
             let latencies = transfers(s.w8_tx_per_task, move |from, to, amount| {
                 let c = client.clone();
                 async move {

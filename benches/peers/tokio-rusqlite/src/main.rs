@@ -191,7 +191,6 @@ async fn run(workload: &str, db: &Path, s: &Scale) -> Outcome {
             c.call(|c| c.execute_batch(ACCOUNTS_SCHEMA)).await.expect("accounts");
             let started = Started::now();
             let worker = c.clone();
-            // Its way to a transaction: one closure on the connection's thread.
             let latencies = transfers(s.w8_tx_per_task, move |from, to, amount| {
                 let c = worker.clone();
                 async move {
