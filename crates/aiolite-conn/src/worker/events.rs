@@ -11,6 +11,18 @@ use std::time::Duration;
 
 use crate::sql::first_word;
 
+/// `warn` with "slow ..." when `$slow`, `debug` otherwise, with one list of
+/// fields for both (tracing's macros take the level as a constant).
+macro_rules! slow_or_debug {
+    ($slow:expr, $what:literal, $($field:tt)*) => {
+        if $slow {
+            tracing::warn!($($field)* concat!("slow ", $what))
+        } else {
+            tracing::debug!($($field)* $what)
+        }
+    };
+}
+
 fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
@@ -20,47 +32,28 @@ fn micros(d: Duration) -> u64 {
 pub(crate) fn statement(sql: &str, queue_wait: Duration, exec: Duration, slow: Duration) {
     // Field values are computed only for an enabled event: a statement
     // nobody listens to costs the comparison below and nothing more.
-    if queue_wait + exec >= slow {
-        tracing::warn!(
-            db.system = "sqlite",
-            db.operation.name = first_word(sql),
-            db.query.text = sql,
-            queue_wait_us = micros(queue_wait),
-            exec_us = micros(exec),
-            "slow statement"
-        );
-    } else {
-        tracing::debug!(
-            db.system = "sqlite",
-            db.operation.name = first_word(sql),
-            db.query.text = sql,
-            queue_wait_us = micros(queue_wait),
-            exec_us = micros(exec),
-            "statement"
-        );
-    }
+    slow_or_debug!(
+        queue_wait + exec >= slow,
+        "statement",
+        db.system = "sqlite",
+        db.operation.name = first_word(sql),
+        db.query.text = sql,
+        queue_wait_us = micros(queue_wait),
+        exec_us = micros(exec),
+    );
 }
 
 /// A group commit's shared COMMIT, which made `members` transactions
 /// durable at once.
 pub(crate) fn group_commit(members: usize, exec: Duration, slow: Duration) {
-    if exec >= slow {
-        tracing::warn!(
-            db.system = "sqlite",
-            db.operation.name = "COMMIT",
-            members,
-            exec_us = micros(exec),
-            "slow group commit"
-        );
-    } else {
-        tracing::debug!(
-            db.system = "sqlite",
-            db.operation.name = "COMMIT",
-            members,
-            exec_us = micros(exec),
-            "group commit"
-        );
-    }
+    slow_or_debug!(
+        exec >= slow,
+        "group commit",
+        db.system = "sqlite",
+        db.operation.name = "COMMIT",
+        members,
+        exec_us = micros(exec),
+    );
 }
 
 /// An automatic checkpoint after a commit that left `frames` frames in the
@@ -69,23 +62,14 @@ pub(crate) fn group_commit(members: usize, exec: Duration, slow: Duration) {
 /// includes it.
 pub(crate) fn checkpoint(frames: i32, done: Option<&(i32, i32)>, took: Duration, slow: Duration) {
     let checkpointed = done.map_or(-1, |&(_, copied)| copied);
-    if took >= slow {
-        tracing::warn!(
-            db.system = "sqlite",
-            wal_frames = frames,
-            checkpointed,
-            exec_us = micros(took),
-            "slow checkpoint"
-        );
-    } else {
-        tracing::debug!(
-            db.system = "sqlite",
-            wal_frames = frames,
-            checkpointed,
-            exec_us = micros(took),
-            "checkpoint"
-        );
-    }
+    slow_or_debug!(
+        took >= slow,
+        "checkpoint",
+        db.system = "sqlite",
+        wal_frames = frames,
+        checkpointed,
+        exec_us = micros(took),
+    );
 }
 
 /// A stream's statement was parked after its first chunk.
