@@ -87,7 +87,14 @@ impl ReadChunk for RowBlocks {
         max: usize,
         columns: &mut Option<Columns>,
     ) -> Result<(Vec<Row>, bool)> {
-        let (block, done) = read_block(rows, max, columns, columns_of, self.payload_per_row)?;
+        let (block, done) = read_block(
+            rows,
+            max,
+            max.min(MAX_CHUNK_ROWS),
+            columns,
+            columns_of,
+            self.payload_per_row,
+        )?;
         let Some(block) = block else {
             self.footprint = 0;
             return Ok((Vec::new(), done));
@@ -173,16 +180,23 @@ pub(super) fn read_rows(
     columns: &mut Option<Columns>,
     columns_for: impl FnMut(&Statement<'_>) -> Columns,
 ) -> Result<(Vec<Row>, bool)> {
-    let (block, done) = read_block(rows, max, columns, columns_for, 0)?;
+    // No size hint: room for a few rows, grown as they come. Room for
+    // `MAX_CHUNK_ROWS` (a stream's largest chunk) made every `fetch_all`
+    // allocate 4,096 rows' cells, and keep them for as long as a row lived.
+    let (block, done) = read_block(rows, max, max.min(FIRST_ROWS), columns, columns_for, 0)?;
     Ok((block.map_or_else(Vec::new, RowsBuilder::finish), done))
 }
 
+/// Rows a block without a size hint has room for at first.
+const FIRST_ROWS: usize = 16;
+
 /// Up to `max` rows into one block (`None` when there were none), sized for
-/// `payload_per_row` bytes of text and blobs per row; `true` once the result
-/// is exhausted.
+/// `capacity` rows of `payload_per_row` bytes of text and blobs each; `true`
+/// once the result is exhausted.
 pub(super) fn read_block(
     rows: &mut rusqlite::Rows<'_>,
     max: usize,
+    capacity: usize,
     columns: &mut Option<Columns>,
     mut columns_for: impl FnMut(&Statement<'_>) -> Columns,
     payload_per_row: usize,
@@ -193,11 +207,10 @@ pub(super) fn read_block(
             return Ok((out, true));
         };
         let builder = out.get_or_insert_with(|| {
-            let rows = max.min(MAX_CHUNK_ROWS);
             RowsBuilder::with_capacity(
                 Arc::clone(columns.get_or_insert_with(|| columns_for(row.as_ref()))),
-                rows,
-                rows * payload_per_row,
+                capacity,
+                capacity * payload_per_row,
             )
         });
         builder.push(row)?;
@@ -346,6 +359,48 @@ mod tests {
             lengths.push(chunk.rows.len());
         }
         lengths
+    }
+
+    /// A fetch has no size hint: its block starts small and grows, where it
+    /// used to take room for a stream's largest chunk (4,096 rows), and keep
+    /// it for as long as one of its rows was held.
+    #[test]
+    fn a_fetch_takes_room_for_its_rows_not_for_a_chunk() {
+        let opts = ConnectOptions::in_memory();
+        let w = Worker::open(
+            &opts,
+            Arc::new(Shared::default()),
+            mpsc::channel(1).0.downgrade(),
+        )
+        .expect("open");
+        w.conn
+            .execute_batch(
+                "CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT, b TEXT, c INT, d TEXT);
+                 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000)
+                 INSERT INTO t SELECT i, 'alice', 'alice@example.com', i, '2024-01-01' FROM n;",
+            )
+            .expect("fill");
+        let one = w
+            .fetch_all("SELECT * FROM t WHERE id = 1", &())
+            .expect("one");
+        assert_eq!(one.len(), 1);
+        let (cells, bytes) = one[0].block_capacity();
+        assert!(cells <= 16 * 5, "{cells} cells for one row of 5");
+        assert!(bytes <= 256, "{bytes} bytes for one row of 31");
+        let row = w
+            .fetch_optional("SELECT * FROM t WHERE id = 2", &())
+            .expect("optional")
+            .expect("a row");
+        assert_eq!(row.block_capacity(), (5, 256));
+        let all = w.fetch_all("SELECT * FROM t", &()).expect("all");
+        assert_eq!(all.len(), 1000);
+        assert_eq!(all[999].get::<_, i64>(3).expect("c"), 1000);
+        assert_eq!(
+            all[999].get::<_, String>(2).expect("b"),
+            "alice@example.com"
+        );
+        let (cells, _) = all[0].block_capacity();
+        assert!(cells < 2 * 5 * 1000, "{cells} cells for 1,000 rows of 5");
     }
 
     #[test]
