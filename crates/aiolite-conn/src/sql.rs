@@ -102,6 +102,11 @@ pub(crate) fn check_sql(sql: &str) -> Result<()> {
 
 /// Scripts may be empty (as Python's `executescript`); NUL is still refused.
 pub(crate) fn check_nul(sql: &str) -> Result<()> {
+    // `contains` on bytes is memchr, a word at a time; every request pays
+    // this scan, so the byte-by-byte search runs only to report the offset.
+    if !sql.as_bytes().contains(&0) {
+        return Ok(());
+    }
     match sql.bytes().position(|b| b == 0) {
         Some(offset) => Err(Error::NulInSql { offset }),
         None => Ok(()),
@@ -146,8 +151,12 @@ pub(crate) fn first_word(sql: &str) -> &str {
             break;
         }
     }
+    // By bytes, not chars: every request's SQL passes here. An ASCII letter
+    // is one byte, and no other char starts with one, so the first byte
+    // that is not a letter is a char boundary.
     let end = s
-        .find(|c: char| !c.is_ascii_alphabetic())
+        .bytes()
+        .position(|b| !b.is_ascii_alphabetic())
         .unwrap_or(s.len());
     &s[..end]
 }
@@ -389,6 +398,19 @@ mod tests {
         assert!(!is_dml("CREATE TABLE t(x)"));
         assert!(!is_dml("-- only a comment"));
         assert!(!is_dml("INSERTED"));
+    }
+
+    #[test]
+    fn first_words() {
+        assert_eq!(first_word("SELECT 1"), "SELECT");
+        assert_eq!(first_word("\u{a0} /* c */ with x AS (SELECT 1)"), "with");
+        assert_eq!(first_word("--\nVALUES(1)"), "VALUES");
+        // A letter that is not ASCII ends the word on its boundary.
+        assert_eq!(first_word("SELECTé 1"), "SELECT");
+        assert_eq!(first_word("é SELECT"), "");
+        assert_eq!(first_word(""), "");
+        assert!(looks_like_read("  select 1"));
+        assert!(!looks_like_read("SELECTED"));
     }
 
     #[test]

@@ -94,7 +94,7 @@ impl Worker {
             snapshot_limit: opts.snapshot_age_limit,
             expired: HashMap::new(),
             wake_self,
-            columns: RefCell::new(HashMap::new()),
+            columns: RefCell::default(),
             read_batch: Cell::new(false),
             group: Group::new(opts.group_commit),
         })

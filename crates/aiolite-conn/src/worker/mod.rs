@@ -498,7 +498,7 @@ pub(crate) struct Worker {
     /// Column names per SQL text, so a point query does not allocate them on
     /// every run. Checked against the statement before use: a schema change
     /// that renames or retypes a column is seen.
-    columns: RefCell<HashMap<String, Columns>>,
+    columns: RefCell<foldhash::HashMap<String, Columns>>,
     /// A read batch's transaction is open (see [`Worker::run_read_batch`]).
     read_batch: Cell<bool>,
     /// Group commit (the pool's writer, when asked for).
