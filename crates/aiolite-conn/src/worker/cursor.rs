@@ -20,7 +20,8 @@ self_cell!(
 
 pub(super) struct Parked {
     pub(super) cursor: Cursor,
-    pub(super) columns: Columns,
+    /// Taken after the first step (see [`read_block`]); `None` until then.
+    pub(super) columns: Option<Columns>,
     /// Rows in the next chunk (see [`Worker::fetch_cursor`]).
     pub(super) rows: usize,
     /// The lease it was opened in, if any: it is finalized when that lease
@@ -253,8 +254,11 @@ impl Worker {
             let mut stmt = conn.prepare(sql).map_err(|e| Error::with_sql(e, sql))?;
             readonly = stmt.readonly();
             params.bind(&mut stmt).map_err(|e| e.attach_sql(sql))?;
-            // A fresh statement: its columns are current before any step.
-            columns = Some(self.columns_of(sql, &stmt));
+            // No columns yet: a fresh statement is compiled against this
+            // connection's copy of the schema, which is stale when another
+            // connection has changed it since; the first step notices and
+            // re-prepares. Taken before it, a column another connection had
+            // added went missing from every row.
             StatementRows::try_new(MutBorrow::new(stmt), |s| {
                 Ok::<_, Error>(s.borrow_mut().raw_query())
             })
@@ -269,7 +273,6 @@ impl Worker {
             })?;
             return Ok(Chunk { rows, cursor: None });
         }
-        let columns = columns.unwrap_or_else(|| Arc::from(Vec::new()));
         let id = self.next_resource_id();
         self.cursors.insert(
             id,
@@ -320,9 +323,9 @@ impl Worker {
             }
         }
         let max = parked.rows;
-        let mut columns = Some(Arc::clone(&parked.columns));
+        let columns = &mut parked.columns;
         let result = parked.cursor.with_dependent_mut(|_, rows| {
-            rows.with_dependent_mut(|_, rows| reader.read(rows, max, &mut columns))
+            rows.with_dependent_mut(|_, rows| reader.read(rows, max, columns))
         });
         if reader.footprint() < GROW_BELOW {
             parked.rows = (max * 2).min(MAX_CHUNK_ROWS).max(self.chunk_size);
