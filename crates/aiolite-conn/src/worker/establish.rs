@@ -95,6 +95,8 @@ impl Worker {
             expired: HashMap::new(),
             wake_self,
             columns: RefCell::default(),
+            step_marks: Cell::new(None),
+            columns_checked: Cell::new(None),
             read_batch: Cell::new(false),
             group: Group::new(opts.group_commit),
         })

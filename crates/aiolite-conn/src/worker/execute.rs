@@ -63,9 +63,19 @@ impl Worker {
         let mut stmt = self.prepare(sql)?;
         params.bind(&mut stmt).map_err(|e| e.attach_sql(sql))?;
         self.implicit_begin(sql)?;
+        self.step_marks.set(Some(StepMarks::of(&stmt)));
+        self.columns_checked.set(None);
         let mut rows = stmt.raw_query();
         let result = f(&mut rows).map_err(|e| e.attach_sql(sql));
         drop(rows);
+        self.step_marks.set(None);
+        if let Some(reprepared) = self.columns_checked.take() {
+            // Marks the statement as checked by this worker (see
+            // `columns_of`), unless something re-prepared it after the check.
+            if stmt.get_status(StatementStatus::RePrepare) == reprepared {
+                stmt.reset_status(StatementStatus::VmStep);
+            }
+        }
         drop(stmt);
         self.note_schema(Some(sql));
         self.log(sql, started);
@@ -251,17 +261,43 @@ impl Worker {
     /// The columns of a statement, from the cache when unchanged. Call it
     /// after the first step: a cached statement whose schema changed is
     /// re-prepared by that step and reports its old columns before it.
+    ///
+    /// Asking the statement for its columns to compare them costs more than
+    /// the rest of a point query's bookkeeping (rusqlite checks each name's
+    /// and type's UTF-8), so a statement this worker checked before, and
+    /// nobody stepped since, is not asked again. Why its counters tell:
+    /// - Only a re-prepare changes a statement's columns, and SQLite
+    ///   re-prepares only inside a step, which then runs VM instructions:
+    ///   `OP_Init` at least, which also counts the run (`RUN`). Re-preparing
+    ///   carries the counters over.
+    /// - After a query checked its statement's columns against the cache,
+    ///   it resets the statement's `VM_STEP` counter (in [`Worker::query`]).
+    /// - So a statement that comes back with `RUN > 0` (not fresh) and
+    ///   `VM_STEP == 0` was checked by this worker, and nobody has stepped
+    ///   it since: not a `call` closure, not a second object for the same
+    ///   text prepared after the cache evicted this one (that one is fresh,
+    ///   or was stepped). If this query's own first step re-prepared it,
+    ///   its `RE_PREPARE` count moved, and the columns are compared.
+    /// - If it did not move, the statement's compiled schema is current: no
+    ///   schema change since it was compiled, which was before its check.
+    ///   The cached entry, last written by a check at or after that one,
+    ///   describes that same schema.
+    ///
+    /// What could defeat it: code that resets `VM_STEP` on a cached
+    /// statement itself (`reset_status` in a closure), or other steps
+    /// adding up to exactly 2^32 instructions, where the counter wraps.
     pub(super) fn columns_of(&self, sql: &str, stmt: &Statement<'_>) -> Columns {
         const MAX_CACHED: usize = 512;
-        let current = stmt.columns();
+        let marks = self.step_marks.take();
+        let reprepared = stmt.get_status(StatementStatus::RePrepare);
+        if marks.is_some() {
+            self.columns_checked.set(Some(reprepared));
+        }
         let mut cache = self.columns.borrow_mut();
         if let Some(known) = cache.get(sql) {
-            let same = known.len() == current.len()
-                && known
-                    .iter()
-                    .zip(current)
-                    .all(|(k, c)| k.name() == c.name() && k.decl_type() == c.decl_type());
-            if same {
+            let unstepped =
+                marks.is_some_and(|m| m.runs > 0 && m.vm_steps == 0 && m.reprepared == reprepared);
+            if unstepped || same_columns(known, stmt) {
                 return Arc::clone(known);
             }
         }
@@ -407,4 +443,32 @@ impl Pack {
             width,
         })
     }
+}
+
+/// A statement's counters before a query's first step (see
+/// [`Worker::columns_of`]).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct StepMarks {
+    runs: i32,
+    vm_steps: i32,
+    reprepared: i32,
+}
+
+impl StepMarks {
+    fn of(stmt: &Statement<'_>) -> StepMarks {
+        StepMarks {
+            runs: stmt.get_status(StatementStatus::Run),
+            vm_steps: stmt.get_status(StatementStatus::VmStep),
+            reprepared: stmt.get_status(StatementStatus::RePrepare),
+        }
+    }
+}
+
+/// Whether `known` are the statement's columns, names and declared types.
+fn same_columns(known: &[Column], stmt: &Statement<'_>) -> bool {
+    known.len() == stmt.column_count()
+        && known
+            .iter()
+            .zip(stmt.columns())
+            .all(|(k, c)| k.name() == c.name() && k.decl_type() == c.decl_type())
 }

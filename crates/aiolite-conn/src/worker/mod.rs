@@ -67,7 +67,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use rusqlite::types::ValueRef;
-use rusqlite::{CachedStatement, Statement};
+use rusqlite::{CachedStatement, Statement, StatementStatus};
 use self_cell::{self_cell, MutBorrow};
 use tokio::sync::{mpsc, oneshot};
 use tracing::Span;
@@ -79,6 +79,7 @@ use crate::row::{columns_of, Column, Columns, Row, RowsBuilder};
 use crate::row_decoder::RowDecoder;
 use cursor::Parked;
 pub(crate) use cursor::{Chunk, Decoded, OpenBlob, ReadChunk, RowBlocks};
+use execute::StepMarks;
 use group::Group;
 pub(crate) use request::{
     guarded, install_commit_hook, install_progress_handler, CommitFn, Deferred, Job, Kind, Message,
@@ -499,6 +500,12 @@ pub(crate) struct Worker {
     /// every run. Checked against the statement before use: a schema change
     /// that renames or retypes a column is seen.
     columns: RefCell<foldhash::HashMap<String, Columns>>,
+    /// The running query's statement counters before its first step, for
+    /// [`Worker::columns_of`].
+    step_marks: Cell<Option<StepMarks>>,
+    /// The running query's columns were checked against `columns`, at this
+    /// re-prepare count of its statement.
+    columns_checked: Cell<Option<i32>>,
     /// A read batch's transaction is open (see [`Worker::run_read_batch`]).
     read_batch: Cell<bool>,
     /// Group commit (the pool's writer, when asked for).
