@@ -161,6 +161,14 @@ impl RowsBuilder {
         self.rows
     }
 
+    /// The first row alone, without the list `finish` allocates.
+    pub(crate) fn finish_first(self) -> Option<Row> {
+        (self.rows > 0).then(|| Row {
+            block: Arc::new(self.block),
+            start: 0,
+        })
+    }
+
     pub(crate) fn finish(self) -> Vec<Row> {
         let width = self.block.columns.len();
         let block = Arc::new(self.block);

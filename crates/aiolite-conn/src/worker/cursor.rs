@@ -188,6 +188,15 @@ pub(super) fn read_rows(
     Ok((block.map_or_else(Vec::new, RowsBuilder::finish), done))
 }
 
+/// The first row, if any (`fetch_optional`, `fetch_one`).
+pub(super) fn read_first_row(
+    rows: &mut rusqlite::Rows<'_>,
+    columns_for: impl FnMut(&Statement<'_>) -> Columns,
+) -> Result<Option<Row>> {
+    let (block, _) = read_block(rows, 1, 1, &mut None, columns_for, 0)?;
+    Ok(block.and_then(RowsBuilder::finish_first))
+}
+
 /// Rows a block without a size hint has room for at first.
 const FIRST_ROWS: usize = 16;
 

@@ -2,7 +2,7 @@
 //! after the SQL checks), execute, fetch, describe, commit and rollback;
 //! Python's implicit BEGIN and the slow-statement log.
 
-use super::cursor::read_rows;
+use super::cursor::{read_first_row, read_rows};
 use super::*;
 use crate::sql::packable_insert;
 
@@ -322,8 +322,7 @@ impl Worker {
         params: &P,
     ) -> Result<Option<Row>> {
         self.query(sql, params, |rows| {
-            let (mut rows, _) = read_rows(rows, 1, &mut None, |s| self.columns_of(sql, s))?;
-            Ok(rows.pop())
+            read_first_row(rows, |s| self.columns_of(sql, s))
         })
     }
 
