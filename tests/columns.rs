@@ -5,6 +5,8 @@
 //! The worker keeps each SQL text's columns to hand them to every row without
 //! allocating; these tests hold that cache to the schema.
 
+mod common;
+
 use std::time::Duration;
 
 use aiolite::{ConnectOptions, Connection, Row};
@@ -40,6 +42,20 @@ async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
         .unwrap_or_else(|_| panic!("{what} hung"))
 }
 
+/// A file with `t(a INTEGER, b TEXT)` holding one row, and a connection to
+/// it opened with `options`.
+async fn table_t(
+    options: impl FnOnce(&std::path::Path) -> ConnectOptions,
+) -> (tempfile::TempDir, std::path::PathBuf, Connection) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("c.db");
+    let conn = options(&path).open().await.expect("open");
+    conn.execute_script("CREATE TABLE t(a INTEGER, b TEXT); INSERT INTO t VALUES (1, 'x')")
+        .await
+        .expect("schema");
+    (dir, path, conn)
+}
+
 async fn first_of_stream(conn: &Connection, sql: &'static str) -> Row {
     let mut rows = conn.stream(sql, ());
     let row = rows.next().await.expect("a row").expect("ok");
@@ -53,12 +69,7 @@ async fn first_of_stream(conn: &Connection, sql: &'static str) -> Row {
 /// stream took its columns before that step, so its rows lost the new column.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_after_another_connections_alter_has_the_new_columns() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("c.db");
-    let conn = Connection::open(&path).await.expect("open");
-    conn.execute_script("CREATE TABLE t(a INTEGER, b TEXT); INSERT INTO t VALUES (1, 'x')")
-        .await
-        .expect("schema");
+    let (_dir, path, conn) = table_t(|path| ConnectOptions::new(path)).await;
     let row = first_of_stream(&conn, "SELECT * FROM t").await;
     assert_eq!(
         described(&row),
@@ -79,12 +90,7 @@ async fn a_stream_after_another_connections_alter_has_the_new_columns() {
 /// step, and the columns are read after it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fetch_after_another_connections_alter_has_the_new_columns() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("c.db");
-    let conn = Connection::open(&path).await.expect("open");
-    conn.execute_script("CREATE TABLE t(a INTEGER, b TEXT); INSERT INTO t VALUES (1, 'x')")
-        .await
-        .expect("schema");
+    let (_dir, path, conn) = table_t(|path| ConnectOptions::new(path)).await;
     let sql = "SELECT * FROM t";
     conn.fetch_one(sql, ()).await.expect("warm");
     conn.fetch_one(sql, ()).await.expect("warm again");
@@ -103,16 +109,8 @@ async fn a_fetch_after_another_connections_alter_has_the_new_columns() {
 /// never seen, never re-prepared, compiled against the new schema.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_statement_a_closure_prepared_anew_brings_its_own_columns() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("c.db");
-    let conn = ConnectOptions::new(&path)
-        .statement_cache_capacity(1)
-        .open()
-        .await
-        .expect("open");
-    conn.execute_script("CREATE TABLE t(a INTEGER, b TEXT); INSERT INTO t VALUES (1, 'x')")
-        .await
-        .expect("schema");
+    let (_dir, path, conn) =
+        table_t(|path| ConnectOptions::new(path).statement_cache_capacity(1)).await;
     let sql = "SELECT * FROM t";
     for _ in 0..3 {
         conn.fetch_one(sql, ()).await.expect("warm");
@@ -151,7 +149,6 @@ mod model {
     use super::*;
     use aiolite::Database;
     use proptest::prelude::*;
-    use proptest::test_runner::{Config, RngSeed, TestRunner};
 
     const TABLES: usize = 2;
     const DECLS: [Option<&str>; 5] = [
@@ -515,21 +512,7 @@ mod model {
 
     #[test]
     fn every_read_reports_the_schema_it_ran_against() {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let mut runner = TestRunner::new(Config {
-            cases: std::env::var("AIOLITE_MODEL_CASES")
-                .ok()
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(48),
-            failure_persistence: None,
-            rng_seed: RngSeed::Fixed(0xc01_0a115),
-            max_shrink_time: 60_000,
-            ..Config::default()
-        });
+        let (rt, mut runner) = crate::common::model_runner(0xc01_0a115, 48);
         runner
             .run(&proptest::collection::vec(op(), 10..60), |ops| {
                 rt.block_on(replay(&ops));

@@ -30,7 +30,6 @@ use std::time::{Duration, Instant};
 use aiolite::{Blob, Connection, Database, Error, Resources, RowStream, Transaction};
 use futures_util::StreamExt;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngSeed, TestRunner};
 
 const ACTORS: usize = 3;
 /// 0: a `Connection`; 1: a `Database`.
@@ -969,25 +968,8 @@ fn check_item(live: &mut Live, item: Option<aiolite::Result<i64>>) {
 
 #[test]
 fn the_engine_keeps_its_promises_under_random_use() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let mut runner = TestRunner::new(Config {
-        // CI runs 96; `AIOLITE_MODEL_CASES=2000` searches further, once,
-        // after a change to the engine.
-        cases: std::env::var("AIOLITE_MODEL_CASES")
-            .ok()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(96),
-        failure_persistence: None,
-        rng_seed: RngSeed::Fixed(0x11fe_c7c1e),
-        // A failing case shrinks for at most a minute: a hang costs HANG
-        // per try.
-        max_shrink_time: 60_000,
-        ..Config::default()
-    });
+    // CI runs 96; `AIOLITE_MODEL_CASES=2000` searches further.
+    let (rt, mut runner) = common::model_runner(0x11fe_c7c1e, 96);
     runner
         .run(
             &(any::<bool>(), proptest::collection::vec(op(), 10..80)),

@@ -140,3 +140,30 @@ impl Captured {
         String::from_utf8(bytes).expect("utf-8")
     }
 }
+
+/// The runtime and the seeded runner of a model-based test: `default_cases`
+/// sequences unless `AIOLITE_MODEL_CASES` says otherwise (a deeper search,
+/// once, after a change to the engine), none persisted, a failing case shrunk
+/// for at most a minute (a hang costs a step's timeout per try).
+pub(crate) fn model_runner(
+    seed: u64,
+    default_cases: u32,
+) -> (tokio::runtime::Runtime, proptest::test_runner::TestRunner) {
+    use proptest::test_runner::{Config, RngSeed, TestRunner};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let runner = TestRunner::new(Config {
+        cases: std::env::var("AIOLITE_MODEL_CASES")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(default_cases),
+        failure_persistence: None,
+        rng_seed: RngSeed::Fixed(seed),
+        max_shrink_time: 60_000,
+        ..Config::default()
+    });
+    (rt, runner)
+}

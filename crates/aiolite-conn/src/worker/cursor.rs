@@ -362,6 +362,16 @@ impl Worker {
 mod tests {
     use super::*;
 
+    /// A worker on `opts`, used from this thread.
+    fn worker(opts: &ConnectOptions) -> Worker {
+        Worker::open(
+            opts,
+            Arc::new(Shared::default()),
+            mpsc::channel(1).0.downgrade(),
+        )
+        .expect("open")
+    }
+
     /// The lengths of a stream's chunks over `sql`, read through `reader`.
     fn chunk_lengths<R: ReadChunk>(w: &mut Worker, sql: &str, mut reader: R) -> Vec<usize> {
         let mut chunk = w.open_cursor(sql, &(), &mut reader).expect("open");
@@ -378,13 +388,7 @@ mod tests {
     /// it for as long as one of its rows was held.
     #[test]
     fn a_fetch_takes_room_for_its_rows_not_for_a_chunk() {
-        let opts = ConnectOptions::in_memory();
-        let w = Worker::open(
-            &opts,
-            Arc::new(Shared::default()),
-            mpsc::channel(1).0.downgrade(),
-        )
-        .expect("open");
+        let w = worker(&ConnectOptions::in_memory());
         w.conn
             .execute_batch(
                 "CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT, b TEXT, c INT, d TEXT);
@@ -417,13 +421,7 @@ mod tests {
 
     #[test]
     fn chunks_grow_until_they_are_big() {
-        let opts = ConnectOptions::in_memory().iter_chunk_size(4);
-        let mut w = Worker::open(
-            &opts,
-            Arc::new(Shared::default()),
-            mpsc::channel(1).0.downgrade(),
-        )
-        .expect("open");
+        let mut w = worker(&ConnectOptions::in_memory().iter_chunk_size(4));
         w.conn
             .execute_batch(
                 "CREATE TABLE small(x); CREATE TABLE big(b);
@@ -457,13 +455,7 @@ mod tests {
             chunk_lengths(&mut w, "SELECT b FROM big", Decoded::new(blob_len)),
             expected
         );
-        let opts = ConnectOptions::in_memory().iter_chunk_size(1);
-        let mut w1 = Worker::open(
-            &opts,
-            Arc::new(Shared::default()),
-            mpsc::channel(1).0.downgrade(),
-        )
-        .expect("open");
+        let mut w1 = worker(&ConnectOptions::in_memory().iter_chunk_size(1));
         w1.conn
             .execute_batch(
                 "CREATE TABLE big(b);
