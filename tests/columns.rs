@@ -86,6 +86,49 @@ async fn a_stream_after_another_connections_alter_has_the_new_columns() {
     assert_eq!(row.get::<_, f64>("c").expect("the new column"), 2.5);
 }
 
+/// `describe` runs nothing, so nothing had made the connection notice that
+/// another connection changed the schema: it described the old one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_after_another_connections_alter_has_the_new_columns() {
+    let (_dir, path, conn) = table_t(|path| ConnectOptions::new(path)).await;
+    let sql = "SELECT * FROM t";
+    let described = |list: Vec<aiolite::Column>| -> Described {
+        list.iter()
+            .map(|c| (c.name().to_owned(), c.decl_type().map(str::to_owned)))
+            .collect()
+    };
+    assert_eq!(
+        described(conn.describe(sql).await.expect("describe")),
+        cols(&[("a", Some("INTEGER")), ("b", Some("TEXT"))])
+    );
+    let other = rusqlite::Connection::open(&path).expect("other");
+    other
+        .execute_batch("ALTER TABLE t ADD COLUMN c TEXT")
+        .expect("alter");
+    assert_eq!(
+        described(
+            within("describe", conn.describe(sql))
+                .await
+                .expect("describe")
+        ),
+        truth(&path, sql)
+    );
+    // Inside a transaction that has read nothing yet, too.
+    other
+        .execute_batch("ALTER TABLE t ADD COLUMN d BLOB")
+        .expect("alter");
+    let tx = conn.begin().await.expect("begin");
+    assert_eq!(
+        described(
+            within("describe", tx.describe(sql))
+                .await
+                .expect("describe")
+        ),
+        truth(&path, sql)
+    );
+    tx.rollback().await.expect("rollback");
+}
+
 /// The same through `fetch_one`: the cached statement is re-prepared by its
 /// step, and the columns are read after it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -185,6 +228,11 @@ mod model {
             text: usize,
             how: How,
         },
+        /// `describe`: the columns, with nothing run.
+        Describe {
+            t: usize,
+            text: usize,
+        },
         /// `execute` on the query: the statement runs, no columns are taken.
         Execute {
             t: usize,
@@ -244,6 +292,7 @@ mod model {
         prop_oneof![
             6 => (t.clone(), 0..2usize, how).prop_map(|(t, text, how)| Op::Read { t, text, how }),
             1 => (t.clone(), 0..2usize).prop_map(|(t, text)| Op::Execute { t, text }),
+            1 => (t.clone(), 0..2usize).prop_map(|(t, text)| Op::Describe { t, text }),
             2 => (t.clone(), 0..2usize).prop_map(|(t, text)| Op::ClosureRun { t, text }),
             1 => (t.clone(), 0..2usize).prop_map(|(t, text)| Op::ClosurePrepare { t, text }),
             1 => Just(Op::Evict),
@@ -338,6 +387,16 @@ mod model {
                     let row = self.read(sql(t, text), how).await;
                     assert_eq!(described(&row), self.tables[t], "{op:?}");
                     assert_eq!(row.len(), self.tables[t].len(), "{op:?}: the values");
+                }
+                Op::Describe { t, text } => {
+                    let list = within("describe", self.conn.describe(sql(t, text)))
+                        .await
+                        .expect("describe");
+                    let seen: Described = list
+                        .iter()
+                        .map(|c| (c.name().to_owned(), c.decl_type().map(str::to_owned)))
+                        .collect();
+                    assert_eq!(seen, self.tables[t], "{op:?}");
                 }
                 Op::Execute { t, text } => {
                     within("execute", self.conn.execute(sql(t, text), ()))

@@ -367,6 +367,13 @@ impl Worker {
 
     pub(crate) fn describe(&self, sql: &str) -> Result<Vec<Column>> {
         check_sql(sql)?;
+        // A statement is compiled against this connection's copy of the
+        // schema, which is stale after another connection changed it until a
+        // statement here reads it again; describe runs nothing else, so it
+        // reads each database's schema table first (the cookie check reloads
+        // a stale copy). Inside a transaction that has read nothing yet this
+        // starts its snapshot, as its first read would.
+        self.refresh_schema()?;
         // Not from the statement cache: a cached statement reports the columns
         // of the schema it was prepared against until it is next stepped.
         let stmt = self
@@ -374,6 +381,24 @@ impl Worker {
             .prepare(sql)
             .map_err(|e| Error::with_sql(e, sql))?;
         Ok(columns_of(&stmt).to_vec())
+    }
+
+    /// Brings this connection's copy of every attached database's schema up
+    /// to date (see `describe`). TEMP is the connection's own, never stale.
+    fn refresh_schema(&self) -> rusqlite::Result<()> {
+        let names: Vec<String> = self
+            .conn
+            .prepare_cached("SELECT name FROM pragma_database_list WHERE name <> 'temp'")?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        for name in names {
+            let quoted = name.replace('"', "\"\"");
+            self.conn
+                .prepare(&format!("SELECT 1 FROM \"{quoted}\".sqlite_schema LIMIT 1"))?
+                .raw_query()
+                .next()?;
+        }
+        Ok(())
     }
 
     /// The connection alias that statements and blobs kept open between
