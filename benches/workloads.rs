@@ -864,6 +864,54 @@ fn parse_result(line: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The round trip of one cache line between two threads spinning on it, in
+/// nanoseconds: how fast the machine hands data from one core to another
+/// right now. This VM flips between about 100 ns and about 500 ns (its two
+/// vCPUs sharing a core complex or not), and every figure that hands a
+/// request to a worker thread and an answer back follows it (W3: 145k-160k
+/// queries/s at ~500 ns, 226k-263k at ~100 ns, the baseline alike in both),
+/// so it is measured before every child and reported with its round.
+fn handoff_ns() -> f64 {
+    const TRIPS: u64 = 20_000;
+    const BATCH: u64 = 2_000;
+    let flag = Arc::new(AtomicU64::new(0));
+    let wait = |flag: &AtomicU64, value: u64| {
+        let mut spins = 0u32;
+        while flag.load(Ordering::Acquire) != value {
+            spins += 1;
+            // Two spinners sharing one vCPU would wait out a time slice per
+            // trip: let the other run now and then.
+            if spins.is_multiple_of(1024) {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+    };
+    let echo = {
+        let flag = Arc::clone(&flag);
+        std::thread::spawn(move || {
+            for i in 0..TRIPS {
+                wait(&flag, 2 * i + 1);
+                flag.store(2 * i + 2, Ordering::Release);
+            }
+        })
+    };
+    // Batches, and their median: a batch the scheduler interrupted (the
+    // last child's exit, another process) says nothing of the hand-over.
+    let mut batches = Vec::new();
+    for batch in 0..TRIPS / BATCH {
+        let started = Instant::now();
+        for i in batch * BATCH..(batch + 1) * BATCH {
+            flag.store(2 * i + 1, Ordering::Release);
+            wait(&flag, 2 * i + 2);
+        }
+        batches.push(started.elapsed().as_nanos() as f64 / BATCH as f64);
+    }
+    echo.join().expect("echo thread");
+    median(batches)
+}
+
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     xs[xs.len() / 2]
@@ -924,6 +972,8 @@ struct Medians {
     /// The ratio to the baseline in each round, in round order: a goal must
     /// hold in every round, not only for the median.
     round_ratios: Vec<f64>,
+    /// [`handoff_ns`] just before this contestant's run, per round.
+    round_handoffs: Vec<f64>,
 }
 
 fn main() {
@@ -994,6 +1044,7 @@ fn main() {
         for _ in 0..runs {
             for (slot, &i) in who.iter().enumerate() {
                 let c = &all[i];
+                let handoff = handoff_ns();
                 let out = Command::new(&c.program)
                     .args(["child", &c.name, workload])
                     .arg(&db)
@@ -1011,8 +1062,10 @@ fn main() {
                     .find(|l| l.starts_with("RESULT"))
                     .expect("a RESULT line")
                     .to_owned();
-                println!("{line}");
-                results[slot].push(parse_result(&line));
+                println!("{line} handoff_ns={handoff:.0}");
+                let mut parsed = parse_result(&line);
+                parsed.insert("handoff_ns".to_owned(), format!("{handoff:.0}"));
+                results[slot].push(parsed);
             }
         }
         // Each round's baseline (the first contestant, synchronous rusqlite).
@@ -1068,6 +1121,14 @@ fn main() {
                         .and_then(|r| r.get("sqlite").cloned())
                         .unwrap_or_default(),
                     round_ratios,
+                    round_handoffs: rs
+                        .iter()
+                        .map(|r| {
+                            r.get("handoff_ns")
+                                .and_then(|v| v.parse().ok())
+                                .unwrap_or(0.0)
+                        })
+                        .collect(),
                 };
                 (all[i].name.clone(), m)
             })
@@ -1090,7 +1151,12 @@ fn main() {
                 m.p99,
                 m.rss_kb
             );
-            let rounds: Vec<String> = m.round_ratios.iter().map(|r| format!("{r:.2}")).collect();
+            let rounds: Vec<String> = m
+                .round_ratios
+                .iter()
+                .zip(&m.round_handoffs)
+                .map(|(r, h)| format!("{r:.2}@{h:.0}ns"))
+                .collect();
             line += &format!(" rounds=[{}]", rounds.join(","));
             if workload.starts_with("W7") {
                 line += &format!(

@@ -332,6 +332,28 @@ impl Report<'_> {
             }
         }
 
+        let _ = writeln!(md, "\n## Rounds and the machine's hand-over speed\n");
+        let _ = writeln!(
+            md,
+            "aiolite's ratio in each round, with the round trip of a cache line between two \
+             spinning threads measured just before that run (`handoff_ns` in \
+             `benches/workloads.rs`). This VM flips between about 100 ns and about 500 ns; \
+             what hands requests between threads follows it, the synchronous baseline \
+             does not, so compare rounds of the same speed.\n"
+        );
+        let _ = writeln!(md, "| workload | rounds: ratio (hand-over ns) |\n|---|---|");
+        for (workload, row) in self.table {
+            if let Some((_, m)) = row.iter().find(|(n, _)| n == "aiolite") {
+                let rounds: Vec<String> = m
+                    .round_ratios
+                    .iter()
+                    .zip(&m.round_handoffs)
+                    .map(|(r, h)| format!("{r:.2} ({h:.0})"))
+                    .collect();
+                let _ = writeln!(md, "| {workload} | {} |", rounds.join(", "));
+            }
+        }
+
         let _ = writeln!(md, "\n## Goals (issue #19), aiolite in this run\n");
         let _ = writeln!(md, "| target | measured | met |\n|---|---|---|");
         for (target, measured, met) in self.targets() {
