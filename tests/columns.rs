@@ -15,7 +15,11 @@ use futures_util::StreamExt;
 type Described = Vec<(String, Option<String>)>;
 
 fn described(row: &Row) -> Described {
-    row.columns()
+    listed(row.columns())
+}
+
+fn listed(columns: &[aiolite::Column]) -> Described {
+    columns
         .iter()
         .map(|c| (c.name().to_owned(), c.decl_type().map(str::to_owned)))
         .collect()
@@ -92,11 +96,7 @@ async fn a_stream_after_another_connections_alter_has_the_new_columns() {
 async fn describe_after_another_connections_alter_has_the_new_columns() {
     let (_dir, path, conn) = table_t(|path| ConnectOptions::new(path)).await;
     let sql = "SELECT * FROM t";
-    let described = |list: Vec<aiolite::Column>| -> Described {
-        list.iter()
-            .map(|c| (c.name().to_owned(), c.decl_type().map(str::to_owned)))
-            .collect()
-    };
+    let described = |list: Vec<aiolite::Column>| listed(&list);
     assert_eq!(
         described(conn.describe(sql).await.expect("describe")),
         cols(&[("a", Some("INTEGER")), ("b", Some("TEXT"))])
@@ -392,11 +392,7 @@ mod model {
                     let list = within("describe", self.conn.describe(sql(t, text)))
                         .await
                         .expect("describe");
-                    let seen: Described = list
-                        .iter()
-                        .map(|c| (c.name().to_owned(), c.decl_type().map(str::to_owned)))
-                        .collect();
-                    assert_eq!(seen, self.tables[t], "{op:?}");
+                    assert_eq!(listed(&list), self.tables[t], "{op:?}");
                 }
                 Op::Execute { t, text } => {
                     within("execute", self.conn.execute(sql(t, text), ()))

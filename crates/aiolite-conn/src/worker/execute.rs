@@ -59,12 +59,35 @@ impl Worker {
         params: &P,
         f: impl FnOnce(&mut rusqlite::Rows<'_>) -> Result<R>,
     ) -> Result<R> {
+        self.run_query(sql, params, false, f)
+    }
+
+    /// [`query`](Worker::query) for an `f` that takes its rows' columns
+    /// through [`columns_of`](Worker::columns_of): the statement's counters
+    /// are read before its first step, and it is marked as checked after.
+    fn query_columns<P: Params + ?Sized, R>(
+        &self,
+        sql: &str,
+        params: &P,
+        f: impl FnOnce(&mut rusqlite::Rows<'_>) -> Result<R>,
+    ) -> Result<R> {
+        self.run_query(sql, params, true, f)
+    }
+
+    fn run_query<P: Params + ?Sized, R>(
+        &self,
+        sql: &str,
+        params: &P,
+        takes_columns: bool,
+        f: impl FnOnce(&mut rusqlite::Rows<'_>) -> Result<R>,
+    ) -> Result<R> {
         let started = Instant::now();
         let mut stmt = self.prepare(sql)?;
         params.bind(&mut stmt).map_err(|e| e.attach_sql(sql))?;
         self.implicit_begin(sql)?;
-        self.step_marks.set(Some(StepMarks::of(&stmt)));
         self.columns_checked.set(None);
+        self.step_marks
+            .set(takes_columns.then(|| StepMarks::of(&stmt)));
         let mut rows = stmt.raw_query();
         let result = f(&mut rows).map_err(|e| e.attach_sql(sql));
         drop(rows);
@@ -271,7 +294,7 @@ impl Worker {
     ///   `OP_Init` at least, which also counts the run (`RUN`). Re-preparing
     ///   carries the counters over.
     /// - After a query checked its statement's columns against the cache,
-    ///   it resets the statement's `VM_STEP` counter (in [`Worker::query`]).
+    ///   it resets the statement's `VM_STEP` counter (in [`Worker::query_columns`]).
     /// - So a statement that comes back with `RUN > 0` (not fresh) and
     ///   `VM_STEP == 0` was checked by this worker, and nobody has stepped
     ///   it since: not a `call` closure, not a second object for the same
@@ -310,7 +333,7 @@ impl Worker {
     }
 
     pub(crate) fn fetch_all<P: Params + ?Sized>(&self, sql: &str, params: &P) -> Result<Vec<Row>> {
-        self.query(sql, params, |rows| {
+        self.query_columns(sql, params, |rows| {
             let (rows, _) = read_rows(rows, usize::MAX, &mut None, |s| self.columns_of(sql, s))?;
             Ok(rows)
         })
@@ -321,7 +344,7 @@ impl Worker {
         sql: &str,
         params: &P,
     ) -> Result<Option<Row>> {
-        self.query(sql, params, |rows| {
+        self.query_columns(sql, params, |rows| {
             read_first_row(rows, |s| self.columns_of(sql, s))
         })
     }
