@@ -100,6 +100,11 @@ impl Channel {
         self.lease.is_some()
     }
 
+    /// Whether this is a lease the worker serves now or will next.
+    fn lease_near(&self) -> bool {
+        self.lease.as_ref().is_some_and(|l| l.is_near())
+    }
+
     /// Whether this is a lease whose guard is gone (committed, rolled back or
     /// dropped).
     pub(crate) fn lease_ended(&self) -> bool {
@@ -240,10 +245,11 @@ impl Channel {
     }
 
     /// Queues a request whose answer nobody waits for (a guard's `begin`,
-    /// whose outcome its lease carries): returns once it is queued. Dropped
+    /// whose outcome its lease carries): returns once it is queued, with
+    /// whether it went to an empty queue (nothing ahead of it). Dropped
     /// while it waits for room in a full queue, the request is never queued
     /// and `f` is dropped here.
-    pub(crate) async fn post<F>(&self, f: F, kind: Kind) -> Result<()>
+    pub(crate) async fn post<F>(&self, f: F, kind: Kind) -> Result<bool>
     where
         F: FnOnce(&mut Worker) + Send + 'static,
     {
@@ -267,9 +273,10 @@ impl Channel {
             kind,
         };
         match self.sender.try_send(msg) {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(self.sender.max_capacity() - self.sender.capacity() <= 1),
             Err(mpsc::error::TrySendError::Full(msg)) => {
-                self.sender.send(msg).await.map_err(|_| self.gone())
+                self.sender.send(msg).await.map_err(|_| self.gone())?;
+                Ok(false)
             }
             Err(mpsc::error::TrySendError::Closed(_)) => Err(self.gone()),
         }
@@ -380,11 +387,14 @@ impl Channel {
             // Nothing else queued: the answer is microseconds away. Worth
             // waiting for on the spot when nothing else is in flight anywhere
             // and no other task needs this runtime thread; or inside a
-            // transaction, where every other user of the worker waits for
-            // this one to finish.
+            // transaction the worker serves now or next, where every other
+            // user of the worker waits for this one to finish. (A guard
+            // whose BEGIN waits behind other transactions parks: its answer
+            // is a whole transaction or more away.)
             Ok(()) => {
                 self.sender.max_capacity() - self.sender.capacity() <= 1
-                    && (self.is_lease() || (in_flight_now == 1 && crate::spin::runtime_has_room()))
+                    && (self.lease_near()
+                        || (in_flight_now == 1 && crate::spin::runtime_has_room()))
             }
             Err(mpsc::error::TrySendError::Full(msg)) => {
                 self.sender.send(msg).await.map_err(|_| self.gone())?;
@@ -482,5 +492,59 @@ impl<R> Drop for Reply<'_, R> {
             self.rx.close();
             self.shared.cancel(self.id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Connection;
+
+    /// Whether the next request sent on `channel` (to an empty queue) would
+    /// poll for its answer on the spot.
+    async fn would_spin(channel: &Channel) -> Spin {
+        let reply = channel
+            .enqueue(|_| Ok(()), Kind::Plain, Spin::FirstPoll)
+            .await
+            .expect("queued");
+        let spin = reply.spin;
+        // Not awaited: dropped, the request is skipped or its answer dropped.
+        drop(reply);
+        spin
+    }
+
+    /// A guard whose BEGIN waits behind another guard's transaction is a
+    /// whole transaction away from its first answer: its caller parks. It
+    /// used to poll a runtime thread away for it, in every waiting task.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_guard_waiting_behind_another_transaction_parks() {
+        let conn = Connection::open_in_memory().await.expect("open");
+        let first = conn.begin().await.expect("begin");
+        // On an idle connection the BEGIN is next: worth waiting for.
+        assert_eq!(would_spin(first.channel()).await, Spin::FirstPoll);
+        first
+            .execute("CREATE TABLE t(x)", ())
+            .await
+            .expect("the first guard's lease is served");
+        assert_eq!(would_spin(first.channel()).await, Spin::FirstPoll);
+
+        let other = conn.clone();
+        let waiting = tokio::spawn(async move {
+            let second = other.begin().await.expect("begin");
+            let spin = would_spin(second.channel()).await;
+            second.rollback().await.expect("rollback");
+            spin
+        });
+        // The second guard's BEGIN is queued behind the first lease until
+        // this commit, so its spin decision above was taken while it waited.
+        while conn.channel().sender.capacity() == conn.channel().sender.max_capacity() {
+            tokio::task::yield_now().await;
+        }
+        first.commit().await.expect("commit");
+        let spin = tokio::time::timeout(std::time::Duration::from_secs(30), waiting)
+            .await
+            .expect("the second guard ends")
+            .expect("task");
+        assert_eq!(spin, Spin::Never);
     }
 }

@@ -353,10 +353,17 @@ impl Connection {
         // own; what the BEGIN did reaches that request (`Error::BeginFailed`).
         // Dropped while the main queue is full, this future queues nothing,
         // and the guard it made goes with it.
-        let tx = Transaction::new(self.clone(), channel, control);
-        self.channel()
+        let tx = Transaction::new(self.clone(), channel, Arc::clone(&control));
+        let first = self
+            .channel()
             .post(move |w| w.begin_lease(behavior, lease), Kind::Begin)
             .await?;
+        if first && shared.is_only_guard() {
+            // Nothing queued ahead of the BEGIN and no other transaction
+            // holding the worker: the guard's first answer is microseconds
+            // away, worth polling for (see `LeaseControl::near`).
+            control.draw_near();
+        }
         Ok(tx)
     }
 

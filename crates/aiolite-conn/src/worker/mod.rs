@@ -119,6 +119,15 @@ pub(crate) struct LeaseControl {
     /// another task). Kept with the lease it belongs to, so that a check
     /// never mixes one lease's owner with another lease's state.
     owner: AtomicU64,
+    /// Whether the worker serves this lease, or will next: set by `begin`
+    /// when its BEGIN went to an empty queue with no other guard alive (a
+    /// lease being served leaves the main queue empty), and by the worker when it
+    /// starts serving the lease. Until then the guard's requests wait
+    /// behind other work (another guard's whole transaction), so the caller
+    /// parks instead of polling a runtime thread away for an answer that
+    /// is far off, which on a busy writer was most of a transaction's CPU
+    /// and kept the runtime from waking the task whose lease was served.
+    near: AtomicBool,
 }
 
 impl LeaseControl {
@@ -126,7 +135,18 @@ impl LeaseControl {
         LeaseControl {
             ended: AtomicBool::new(false),
             owner: AtomicU64::new(owner),
+            near: AtomicBool::new(false),
         }
+    }
+
+    /// Whether the worker serves this lease now or will next (and after its
+    /// end, when requests are answered at once with an error).
+    pub(crate) fn is_near(&self) -> bool {
+        self.near.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn draw_near(&self) {
+        self.near.store(true, Ordering::Release);
     }
 
     /// A request went through the lease: its sender holds the guard now.
@@ -389,6 +409,12 @@ impl Shared {
     /// guard but for the rollback the guard's drop leaves to the worker.
     pub(crate) fn is_leased(&self) -> bool {
         self.live_guards.load(Ordering::Acquire) > 0
+    }
+
+    /// Whether the caller's guard, just registered, is the only one alive:
+    /// no other transaction holds the worker or waits for it.
+    pub(crate) fn is_only_guard(&self) -> bool {
+        self.live_guards.load(Ordering::Acquire) == 1
     }
 
     /// A guard is alive from now on (see `guards`).
@@ -811,6 +837,7 @@ impl Worker {
     /// (The caller counts as the lease's holder from its `begin` on, through
     /// `Shared::register_guard`.)
     pub(crate) fn start_lease(&mut self, lease: Lease) {
+        lease.control.draw_near();
         *lock(&self.shared.serving_lease) = Some((Arc::clone(&lease.control), lease.wake.clone()));
         self.lease = Some(lease);
     }
