@@ -383,6 +383,7 @@ impl Channel {
         // not spend tokio's cooperative budget, which would otherwise leave a
         // request unqueued (and overtaken by a later close) after ~128 sends
         // from one task.
+        let mut queued_alone = false;
         let alone = match self.sender.try_send(msg) {
             // Nothing else queued: the answer is microseconds away. Worth
             // waiting for on the spot when nothing else is in flight anywhere
@@ -392,7 +393,8 @@ impl Channel {
             // whose BEGIN waits behind other transactions parks: its answer
             // is a whole transaction or more away.)
             Ok(()) => {
-                self.sender.max_capacity() - self.sender.capacity() <= 1
+                queued_alone = self.sender.max_capacity() - self.sender.capacity() <= 1;
+                queued_alone
                     && (self.lease_near()
                         || (in_flight_now == 1 && crate::spin::runtime_has_room()))
             }
@@ -402,13 +404,17 @@ impl Channel {
             }
             Err(mpsc::error::TrySendError::Closed(_)) => return Err(self.gone()),
         };
+        // A guard's request to its own empty queue, with the lease not near
+        // yet: it may poll once the worker starts serving the lease.
+        let when_near = self.is_lease() && !alone && spin == Spin::FirstPoll && queued_alone;
         Ok(Reply {
             rx,
             id,
             shared: &self.shared,
-            lease: self.is_lease(),
+            lease: self.lease.as_deref(),
             done: false,
             spin: if alone { spin } else { Spin::Never },
+            when_near,
         })
     }
 }
@@ -434,15 +440,18 @@ struct Reply<'a, R> {
     id: u64,
     shared: &'a Shared,
     /// Sent on a lease: an unanswered request means the lease ended.
-    lease: bool,
+    lease: Option<&'a worker::LeaseControl>,
     done: bool,
     /// Whether this poll may wait for the answer on the spot.
     spin: Spin,
+    /// Sent to a lease that was not near yet: parked until it is (see
+    /// `LeaseControl::wait_until_near`), then polls once for the answer.
+    when_near: bool,
 }
 
 impl<R> Reply<'_, R> {
     fn unanswered(&self) -> Error {
-        gone(self.lease)
+        gone(self.lease.is_some())
     }
 }
 
@@ -465,7 +474,15 @@ impl<R> Future for Reply<'_, R> {
             Spin::LaterPoll => Spin::FirstPoll,
             _ => Spin::Never,
         };
-        let spin = std::mem::replace(&mut self.spin, next);
+        let mut spin = std::mem::replace(&mut self.spin, next);
+        if self.when_near {
+            if let Some(lease) = self.lease {
+                if lease.wait_until_near(cx.waker()) {
+                    self.when_near = false;
+                    spin = Spin::FirstPoll;
+                }
+            }
+        }
         if spin == Spin::FirstPoll {
             if let Some(r) = crate::spin::spin_for(|| match self.rx.try_recv() {
                 Ok(r) => Some(r),
@@ -546,5 +563,68 @@ mod tests {
             .expect("the second guard ends")
             .expect("task");
         assert_eq!(spin, Spin::Never);
+    }
+
+    /// A guard that parked on its first request while its BEGIN waited is
+    /// woken when the worker starts serving its lease, before the answer:
+    /// the task's wake-up overlaps the BEGIN and the statement.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_parked_guard_is_woken_when_its_lease_starts() {
+        use std::sync::atomic::AtomicUsize;
+        use std::time::{Duration, Instant};
+
+        struct Count(AtomicUsize);
+        impl futures_util::task::ArcWake for Count {
+            fn wake_by_ref(arc_self: &Arc<Self>) {
+                arc_self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+
+        let conn = Connection::open_in_memory().await.expect("open");
+        let first = conn.begin().await.expect("begin");
+        first.execute("SELECT 1", ()).await.expect("served");
+        let other = conn.clone();
+        let second = tokio::spawn(async move { other.begin().await.expect("begin") })
+            .await
+            .expect("task");
+        // The request holds the worker until released, so a wake-up seen
+        // before the release is not the answer's.
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let mut reply = Box::pin(
+            second
+                .channel()
+                .enqueue(
+                    move |_| {
+                        let _ = hold.recv_timeout(Duration::from_secs(30));
+                        Ok(())
+                    },
+                    Kind::Plain,
+                    Spin::FirstPoll,
+                )
+                .await
+                .expect("queued"),
+        );
+        assert!(reply.when_near, "queued behind another lease");
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = futures_util::task::waker(Arc::clone(&count));
+        let mut cx = Context::from_waker(&waker);
+        assert!(reply.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(count.0.load(Ordering::SeqCst), 0);
+
+        first.commit().await.expect("commit");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while count.0.load(Ordering::SeqCst) == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the lease started without waking its guard"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        release.send(()).expect("the request is waiting");
+        tokio::time::timeout(Duration::from_secs(30), reply)
+            .await
+            .expect("answered")
+            .expect("ok");
+        second.rollback().await.expect("rollback");
     }
 }

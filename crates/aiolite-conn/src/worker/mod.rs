@@ -128,6 +128,12 @@ pub(crate) struct LeaseControl {
     /// is far off, which on a busy writer was most of a transaction's CPU
     /// and kept the runtime from waking the task whose lease was served.
     near: AtomicBool,
+    /// The task of a caller that parked on a request of this lease while
+    /// the lease was not near: woken when the worker starts serving the
+    /// lease, so that the task's wake-up overlaps the BEGIN and the first
+    /// statement instead of following them (and it is awake to poll for the
+    /// answer, which then needs no wake-up from the worker's thread).
+    parked: futures_util::task::AtomicWaker,
 }
 
 impl LeaseControl {
@@ -136,6 +142,7 @@ impl LeaseControl {
             ended: AtomicBool::new(false),
             owner: AtomicU64::new(owner),
             near: AtomicBool::new(false),
+            parked: futures_util::task::AtomicWaker::new(),
         }
     }
 
@@ -147,6 +154,18 @@ impl LeaseControl {
 
     pub(crate) fn draw_near(&self) {
         self.near.store(true, Ordering::Release);
+    }
+
+    /// Parks the caller's task until the lease is near (or its answer
+    /// comes, through the answer's own wake-up); `true` if it is near
+    /// already. Registered before the second look, so a `start_lease` in
+    /// between still wakes it.
+    pub(crate) fn wait_until_near(&self, waker: &std::task::Waker) -> bool {
+        if self.is_near() {
+            return true;
+        }
+        self.parked.register(waker);
+        self.is_near()
     }
 
     /// A request went through the lease: its sender holds the guard now.
@@ -838,6 +857,7 @@ impl Worker {
     /// `Shared::register_guard`.)
     pub(crate) fn start_lease(&mut self, lease: Lease) {
         lease.control.draw_near();
+        lease.control.parked.wake();
         *lock(&self.shared.serving_lease) = Some((Arc::clone(&lease.control), lease.wake.clone()));
         self.lease = Some(lease);
     }
