@@ -158,7 +158,7 @@ impl LeaseControl {
 
     /// Parks the caller's task until the lease is near (or its answer
     /// comes, through the answer's own wake-up); `true` if it is near
-    /// already. Registered before the second look, so a `start_lease` in
+    /// already. Registered before the second look, so a `begin_lease` in
     /// between still wakes it.
     pub(crate) fn wait_until_near(&self, waker: &std::task::Waker) -> bool {
         if self.is_near() {
@@ -856,8 +856,6 @@ impl Worker {
     /// (The caller counts as the lease's holder from its `begin` on, through
     /// `Shared::register_guard`.)
     pub(crate) fn start_lease(&mut self, lease: Lease) {
-        lease.control.draw_near();
-        lease.control.parked.wake();
         *lock(&self.shared.serving_lease) = Some((Arc::clone(&lease.control), lease.wake.clone()));
         self.lease = Some(lease);
     }
@@ -873,6 +871,11 @@ impl Worker {
         if lease.control.is_ended() {
             return;
         }
+        // The lease is served from here on: its holder's task, parked while
+        // the BEGIN waited, is woken now, so that its wake-up overlaps the
+        // BEGIN and the first statement.
+        lease.control.draw_near();
+        lease.control.parked.wake();
         let started = Instant::now();
         let mut begun = if self.group.enabled {
             self.group_begin()
