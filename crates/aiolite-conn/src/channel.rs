@@ -546,19 +546,21 @@ mod tests {
         assert_eq!(would_spin(first.channel()).await, Spin::FirstPoll);
 
         let other = conn.clone();
+        let (decided, decision) = oneshot::channel();
         let waiting = tokio::spawn(async move {
             let second = other.begin().await.expect("begin");
-            let spin = would_spin(second.channel()).await;
+            let _ = decided.send(would_spin(second.channel()).await);
+            // Served once the first guard commits.
             second.rollback().await.expect("rollback");
-            spin
         });
-        // The second guard's BEGIN is queued behind the first lease until
-        // this commit, so its spin decision above was taken while it waited.
-        while conn.channel().sender.capacity() == conn.channel().sender.max_capacity() {
-            tokio::task::yield_now().await;
-        }
+        // The first guard commits only after the second decided, so the
+        // decision was taken while the second's BEGIN waited behind it.
+        let spin = tokio::time::timeout(std::time::Duration::from_secs(30), decision)
+            .await
+            .expect("the second guard decides")
+            .expect("decided");
         first.commit().await.expect("commit");
-        let spin = tokio::time::timeout(std::time::Duration::from_secs(30), waiting)
+        tokio::time::timeout(std::time::Duration::from_secs(30), waiting)
             .await
             .expect("the second guard ends")
             .expect("task");
