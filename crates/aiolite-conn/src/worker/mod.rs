@@ -760,6 +760,10 @@ impl Worker {
         self.publish_resources();
         let dropped = self.serve_lease_until_end(&mut lease);
         *lock(&self.shared.serving_lease) = None;
+        // A waker left registered would keep its task's allocation alive
+        // for as long as anything holds the control (a stream opened in the
+        // transaction can outlive it).
+        drop(lease.control.parked.take());
         // Dropping the receiver drops the requests still queued on it: their
         // callers learn that the transaction ended.
         drop(lease);
