@@ -121,12 +121,12 @@ pub(crate) struct LeaseControl {
     owner: AtomicU64,
     /// Whether the worker serves this lease, or will next: set by `begin`
     /// when its BEGIN went to an empty queue with no other guard alive (a
-    /// lease being served leaves the main queue empty), and by the worker when it
-    /// starts serving the lease. Until then the guard's requests wait
+    /// lease being served leaves the main queue empty), and by the worker
+    /// as it starts serving the lease. Until then the guard's requests wait
     /// behind other work (another guard's whole transaction), so the caller
     /// parks instead of polling a runtime thread away for an answer that
-    /// is far off, which on a busy writer was most of a transaction's CPU
-    /// and kept the runtime from waking the task whose lease was served.
+    /// is far off. That poll was most of a contended transaction's CPU, and
+    /// it held the runtime thread the served lease's holder needed.
     near: AtomicBool,
     /// The task of a caller that parked on a request of this lease while
     /// the lease was not near: woken when the worker starts serving the
