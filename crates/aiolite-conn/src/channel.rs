@@ -100,6 +100,11 @@ impl Channel {
         self.lease.is_some()
     }
 
+    /// Whether the message just queued has nothing queued ahead of it.
+    fn queued_alone(&self) -> bool {
+        self.sender.max_capacity() - self.sender.capacity() <= 1
+    }
+
     /// Whether this is a lease the worker serves now or will next.
     fn lease_near(&self) -> bool {
         self.lease.as_ref().is_some_and(|l| l.is_near())
@@ -273,7 +278,7 @@ impl Channel {
             kind,
         };
         match self.sender.try_send(msg) {
-            Ok(()) => Ok(self.sender.max_capacity() - self.sender.capacity() <= 1),
+            Ok(()) => Ok(self.queued_alone()),
             Err(mpsc::error::TrySendError::Full(msg)) => {
                 self.sender.send(msg).await.map_err(|_| self.gone())?;
                 Ok(false)
@@ -393,7 +398,7 @@ impl Channel {
             // whose BEGIN waits behind other transactions parks: its answer
             // is a whole transaction or more away.)
             Ok(()) => {
-                queued_alone = self.sender.max_capacity() - self.sender.capacity() <= 1;
+                queued_alone = self.queued_alone();
                 queued_alone
                     && (self.lease_near()
                         || (in_flight_now == 1 && crate::spin::runtime_has_room()))
