@@ -974,6 +974,8 @@ struct Medians {
     round_ratios: Vec<f64>,
     /// [`handoff_ns`] just before this contestant's run, per round.
     round_handoffs: Vec<f64>,
+    /// The p50 latency in each round (W1), in round order.
+    round_p50s: Vec<f64>,
 }
 
 fn main() {
@@ -1128,6 +1130,10 @@ fn main() {
                                 .and_then(|v| v.parse().ok())
                                 .unwrap_or(0.0)
                         })
+                        .collect(),
+                    round_p50s: rs
+                        .iter()
+                        .map(|r| r.get("p50_us").and_then(|v| v.parse().ok()).unwrap_or(0.0))
                         .collect(),
                 };
                 (all[i].name.clone(), m)

@@ -82,6 +82,35 @@ impl Report<'_> {
             .map(|(n, m)| (n.as_str(), m))
     }
 
+    /// The smallest, over the rounds, of `m`'s rate against the best peer
+    /// of the same round (NaN when no peer ran).
+    fn worst_lead_over_peers(&self, workload: &str, m: &Medians) -> f64 {
+        let Some(row) = self.row(workload) else {
+            return f64::NAN;
+        };
+        let peers: Vec<&Medians> = row
+            .iter()
+            .filter(|(n, _)| n != "rusqlite" && !n.starts_with("aiolite"))
+            .map(|(_, p)| p)
+            .collect();
+        if peers.is_empty() {
+            return f64::NAN;
+        }
+        // Each round's ratios share that round's baseline, so their
+        // quotient is the quotient of the rates.
+        m.round_ratios
+            .iter()
+            .enumerate()
+            .map(|(r, ours)| {
+                let best = peers
+                    .iter()
+                    .filter_map(|p| p.round_ratios.get(r).copied())
+                    .fold(0.0, f64::max);
+                ours / best
+            })
+            .fold(f64::INFINITY, f64::min)
+    }
+
     /// The goals of issue #19, each checked in every round (the worst
     /// round's ratio), and against the best peer of the same run.
     fn targets(&self) -> Vec<(String, String, bool)> {
@@ -99,16 +128,20 @@ impl Report<'_> {
             let times = self
                 .best_peer("W1")
                 .map_or(f64::NAN, |(_, p)| m.rate / p.rate);
+            // The lead over the peers moves with the machine's wake-ups
+            // (benches/HOW.md, "The peers' W1"), so it too must hold in
+            // every round: each round against that round's best peer.
+            let worst_times = self.worst_lead_over_peers("W1", m);
             let cpu = m.cpu_us_per_op / base.cpu_us_per_op;
             out.push((
-                "W1 >= 3x the best peer's ops/s, p50 <= 1.5x the baseline's, CPU per op <= 2x".to_owned(),
+                "W1 >= 3x the best peer's ops/s in every round, p50 <= 1.5x the baseline's, CPU per op <= 2x".to_owned(),
                 format!(
-                    "{times:.1}x the best peer (ratio {ratio:.2}, worst round {:.2}), p50 {:.1} us against {:.1} us, CPU {cpu:.2}x",
+                    "{times:.1}x the best peer, worst round {worst_times:.1}x (ratio {ratio:.2}, worst round {:.2}), p50 {:.1} us against {:.1} us, CPU {cpu:.2}x",
                     worst(m),
                     m.p50,
                     base.p50
                 ),
-                times >= 3.0 && m.p50 <= 1.5 * base.p50 && cpu <= 2.0,
+                worst_times >= 3.0 && m.p50 <= 1.5 * base.p50 && cpu <= 2.0,
             ));
         }
         for (w, min) in [
@@ -351,6 +384,34 @@ impl Report<'_> {
                     .map(|(r, h)| format!("{r:.2} ({h:.0})"))
                     .collect();
                 let _ = writeln!(md, "| {workload} | {} |", rounds.join(", "));
+            }
+        }
+
+        if let Some(row) = self.row("W1") {
+            let _ = writeln!(md, "\n## W1 in each round, every contestant\n");
+            let _ = writeln!(
+                md,
+                "The peers' W1 sleeps and wakes a thread twice per query, and what that costs on \
+                 this VM moves between runs by a factor of 3 to 4 (benches/HOW.md, \"The peers' \
+                 W1\"), so the lead over them is checked round by round. Each cell: the ratio to \
+                 the baseline of the same round, and the p50.\n"
+            );
+            let rounds = row.first().map_or(0, |(_, m)| m.round_ratios.len());
+            let head: Vec<String> = (1..=rounds).map(|r| format!("round {r}")).collect();
+            let _ = writeln!(
+                md,
+                "| contestant | {} |\n|---|{}",
+                head.join(" | "),
+                "---:|".repeat(rounds)
+            );
+            for (name, m) in row {
+                let cells: Vec<String> = m
+                    .round_ratios
+                    .iter()
+                    .zip(&m.round_p50s)
+                    .map(|(r, p50)| format!("**{r:.2}**, {p50:.1} us"))
+                    .collect();
+                let _ = writeln!(md, "| {name} | {} |", cells.join(" | "));
             }
         }
 
