@@ -4,6 +4,9 @@
 #
 #   bash benches/run.sh                     # half the row counts, median of 3
 #   AIOLITE_BENCH_SCALE=1 bash benches/run.sh
+#   AIOLITE_BENCH_REPLAY=run.log bash benches/run.sh   # rewrite the report
+#                                  # (say, after editing HOW.md) from the
+#                                  # RESULT lines of an earlier run's output
 #
 # The peers are separate crates (benches/peers/*, each its own workspace and
 # lockfile): each links its own libsqlite3-sys, which cannot share a build

@@ -1003,8 +1003,11 @@ fn main() {
         "preparing {} and {} rows",
         scale.point_rows, scale.bulk_rows
     );
-    fill(&point_db, scale.point_rows);
-    if wanted("W5") || wanted("W5derive") {
+    let replaying = std::env::var_os("AIOLITE_BENCH_REPLAY").is_some();
+    if !replaying {
+        fill(&point_db, scale.point_rows);
+    }
+    if !replaying && (wanted("W5") || wanted("W5derive")) {
         fill(&bulk_db, scale.bulk_rows);
     }
     let exe = std::env::current_exe().expect("exe");
@@ -1029,6 +1032,20 @@ fn main() {
         });
     }
 
+    // AIOLITE_BENCH_REPLAY=log: the RESULT lines a full run printed, taken
+    // in their order instead of running the children again, so that the
+    // report can be rewritten (an edited HOW.md) from the same measurements.
+    let mut replay: Option<BTreeMap<(String, String), std::collections::VecDeque<String>>> =
+        std::env::var("AIOLITE_BENCH_REPLAY").ok().map(|path| {
+            let log = std::fs::read_to_string(&path).expect("AIOLITE_BENCH_REPLAY: a run's output");
+            let mut lines: BTreeMap<_, std::collections::VecDeque<String>> = BTreeMap::new();
+            for line in log.lines().filter(|l| l.starts_with("RESULT ")) {
+                let r = parse_result(line);
+                let key = (r["workload"].clone(), r["contestant"].clone());
+                lines.entry(key).or_default().push_back(line.to_owned());
+            }
+            lines
+        });
     let mut table: Vec<(&str, Vec<(String, Medians)>)> = Vec::new();
     for workload in WORKLOADS {
         if !wanted(workload) {
@@ -1046,6 +1063,17 @@ fn main() {
         for _ in 0..runs {
             for (slot, &i) in who.iter().enumerate() {
                 let c = &all[i];
+                if let Some(lines) = replay.as_mut() {
+                    let line = lines
+                        .get_mut(&(workload.to_string(), c.name.clone()))
+                        .and_then(|q| q.pop_front())
+                        .unwrap_or_else(|| {
+                            panic!("the replayed run has no {} {workload} round left", c.name)
+                        });
+                    println!("{line}");
+                    results[slot].push(parse_result(&line));
+                    continue;
+                }
                 let handoff = handoff_ns();
                 let out = Command::new(&c.program)
                     .args(["child", &c.name, workload])
