@@ -912,6 +912,15 @@ fn handoff_ns() -> f64 {
     median(batches)
 }
 
+/// One figure of a contestant's results, round by round (0 where a round
+/// did not report it).
+fn per_round(results: &[BTreeMap<String, String>], key: &str) -> Vec<f64> {
+    results
+        .iter()
+        .map(|r| r.get(key).and_then(|v| v.parse().ok()).unwrap_or(0.0))
+        .collect()
+}
+
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     xs[xs.len() / 2]
@@ -1003,11 +1012,24 @@ fn main() {
         "preparing {} and {} rows",
         scale.point_rows, scale.bulk_rows
     );
-    let replaying = std::env::var_os("AIOLITE_BENCH_REPLAY").is_some();
-    if !replaying {
+    // AIOLITE_BENCH_REPLAY=log: the RESULT lines a full run printed, taken
+    // in their order instead of running the children again, so that the
+    // report can be rewritten (an edited HOW.md) from the same measurements.
+    let mut replay: Option<BTreeMap<(String, String), std::collections::VecDeque<String>>> =
+        std::env::var("AIOLITE_BENCH_REPLAY").ok().map(|path| {
+            let log = std::fs::read_to_string(&path).expect("AIOLITE_BENCH_REPLAY: a run's output");
+            let mut lines: BTreeMap<_, std::collections::VecDeque<String>> = BTreeMap::new();
+            for line in log.lines().filter(|l| l.starts_with("RESULT ")) {
+                let r = parse_result(line);
+                let key = (r["workload"].clone(), r["contestant"].clone());
+                lines.entry(key).or_default().push_back(line.to_owned());
+            }
+            lines
+        });
+    if replay.is_none() {
         fill(&point_db, scale.point_rows);
     }
-    if !replaying && (wanted("W5") || wanted("W5derive")) {
+    if replay.is_none() && (wanted("W5") || wanted("W5derive")) {
         fill(&bulk_db, scale.bulk_rows);
     }
     let exe = std::env::current_exe().expect("exe");
@@ -1032,20 +1054,6 @@ fn main() {
         });
     }
 
-    // AIOLITE_BENCH_REPLAY=log: the RESULT lines a full run printed, taken
-    // in their order instead of running the children again, so that the
-    // report can be rewritten (an edited HOW.md) from the same measurements.
-    let mut replay: Option<BTreeMap<(String, String), std::collections::VecDeque<String>>> =
-        std::env::var("AIOLITE_BENCH_REPLAY").ok().map(|path| {
-            let log = std::fs::read_to_string(&path).expect("AIOLITE_BENCH_REPLAY: a run's output");
-            let mut lines: BTreeMap<_, std::collections::VecDeque<String>> = BTreeMap::new();
-            for line in log.lines().filter(|l| l.starts_with("RESULT ")) {
-                let r = parse_result(line);
-                let key = (r["workload"].clone(), r["contestant"].clone());
-                lines.entry(key).or_default().push_back(line.to_owned());
-            }
-            lines
-        });
     let mut table: Vec<(&str, Vec<(String, Medians)>)> = Vec::new();
     for workload in WORKLOADS {
         if !wanted(workload) {
@@ -1101,42 +1109,18 @@ fn main() {
         // Each round's baseline (the first contestant, synchronous rusqlite).
         let base_rates: Vec<f64> = results
             .first()
-            .map(|rs| {
-                rs.iter()
-                    .map(|r| {
-                        r.get(unit(workload))
-                            .and_then(|v| v.parse().ok())
-                            .unwrap_or(0.0)
-                    })
-                    .collect()
-            })
+            .map(|rs| per_round(rs, unit(workload)))
             .unwrap_or_default();
         let row = who
             .iter()
             .zip(&results)
             .map(|(&i, rs)| {
-                let round_ratios = rs
+                let round_ratios = per_round(rs, unit(workload))
                     .iter()
                     .zip(&base_rates)
-                    .map(|(r, base)| {
-                        let rate: f64 = r
-                            .get(unit(workload))
-                            .and_then(|v| v.parse().ok())
-                            .unwrap_or(0.0);
-                        if *base > 0.0 {
-                            rate / base
-                        } else {
-                            0.0
-                        }
-                    })
+                    .map(|(rate, base)| if *base > 0.0 { rate / base } else { 0.0 })
                     .collect();
-                let field = |k: &str| {
-                    median(
-                        rs.iter()
-                            .map(|r| r.get(k).and_then(|v| v.parse().ok()).unwrap_or(0.0))
-                            .collect(),
-                    )
-                };
+                let field = |k: &str| median(per_round(rs, k));
                 let m = Medians {
                     rate: field(unit(workload)),
                     writes: field("writes_per_s"),
@@ -1151,18 +1135,8 @@ fn main() {
                         .and_then(|r| r.get("sqlite").cloned())
                         .unwrap_or_default(),
                     round_ratios,
-                    round_handoffs: rs
-                        .iter()
-                        .map(|r| {
-                            r.get("handoff_ns")
-                                .and_then(|v| v.parse().ok())
-                                .unwrap_or(0.0)
-                        })
-                        .collect(),
-                    round_p50s: rs
-                        .iter()
-                        .map(|r| r.get("p50_us").and_then(|v| v.parse().ok()).unwrap_or(0.0))
-                        .collect(),
+                    round_handoffs: per_round(rs, "handoff_ns"),
+                    round_p50s: per_round(rs, "p50_us"),
                 };
                 (all[i].name.clone(), m)
             })

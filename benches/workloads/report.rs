@@ -75,24 +75,23 @@ impl Report<'_> {
     /// The best peer on `workload` (not the baseline, not aiolite): its
     /// name and its median figures.
     fn best_peer(&self, workload: &str) -> Option<(&str, &Medians)> {
-        self.row(workload)?
-            .iter()
-            .filter(|(n, _)| n != "rusqlite" && !n.starts_with("aiolite"))
+        self.peers(workload)
             .max_by(|a, b| a.1.rate.total_cmp(&b.1.rate))
+    }
+
+    /// The peers that ran `workload`: neither the baseline nor aiolite.
+    fn peers(&self, workload: &str) -> impl Iterator<Item = (&str, &Medians)> {
+        self.row(workload)
+            .into_iter()
+            .flatten()
+            .filter(|(n, _)| n != "rusqlite" && !n.starts_with("aiolite"))
             .map(|(n, m)| (n.as_str(), m))
     }
 
     /// The smallest, over the rounds, of `m`'s rate against the best peer
     /// of the same round (NaN when no peer ran).
     fn worst_lead_over_peers(&self, workload: &str, m: &Medians) -> f64 {
-        let Some(row) = self.row(workload) else {
-            return f64::NAN;
-        };
-        let peers: Vec<&Medians> = row
-            .iter()
-            .filter(|(n, _)| n != "rusqlite" && !n.starts_with("aiolite"))
-            .map(|(_, p)| p)
-            .collect();
+        let peers: Vec<&Medians> = self.peers(workload).map(|(_, p)| p).collect();
         if peers.is_empty() {
             return f64::NAN;
         }
